@@ -1,0 +1,51 @@
+"""Input events, output messages, and the one codec that reads and writes them."""
+
+from app.events.codec import (
+    Invalid,
+    decode_event,
+    dumps,
+    encode_dead_letter,
+    encode_forecast,
+    encode_trigger,
+    loads,
+    parse_ts,
+    trigger_from_json,
+)
+from app.events.model import (
+    DEFAULT_REGION,
+    CartAddEvent,
+    DeadLetter,
+    ForecastRecord,
+    OrderEvent,
+    OrderStatus,
+    SearchEvent,
+    ShopEvent,
+    Signal,
+    Tier,
+    Trigger,
+    TriggerReason,
+)
+
+__all__ = [
+    "DEFAULT_REGION",
+    "CartAddEvent",
+    "DeadLetter",
+    "ForecastRecord",
+    "Invalid",
+    "OrderEvent",
+    "OrderStatus",
+    "SearchEvent",
+    "ShopEvent",
+    "Signal",
+    "Tier",
+    "Trigger",
+    "TriggerReason",
+    "decode_event",
+    "dumps",
+    "encode_dead_letter",
+    "encode_forecast",
+    "encode_trigger",
+    "loads",
+    "parse_ts",
+    "trigger_from_json",
+]
