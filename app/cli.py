@@ -10,26 +10,39 @@ from collections.abc import Sequence
 # name -> (module with add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "kafka": ("app.localkafka.commands", "run a local single-node Kafka (KRaft): up|down|status"),
+    "replay": ("app.replay.commands", "replay event logs offline through the decision core; report"),
+    "worker": ("app.streaming.commands", "run the Faust worker (the streaming service)"),
+    "generate": (
+        "app.traffic.generate",
+        "produce realistic shop traffic to the three input topics",
+    ),
+    "demo": (
+        "app.traffic.demo",
+        "start Kafka, the worker and the generator locally and print triggers as they arrive",
+    ),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen subcommand's module is imported (faster, and isolated)."""
     parser = argparse.ArgumentParser(
         prog="surge",
         description="Real-time replenishment triggers from searches, cart adds and orders.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command)
-        command.set_defaults(_module=module)
+        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            module = importlib.import_module(module_name)
+            module.add_arguments(subparser)
+            subparser.set_defaults(_module=module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in args_list if not arg.startswith("-")), None)
+    args = build_parser(command).parse_args(args_list)
     code: int = args._module.run(args)
     return code
 
