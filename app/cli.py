@@ -10,7 +10,10 @@ from collections.abc import Sequence
 # name -> (module with add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "kafka": ("app.localkafka.commands", "run a local single-node Kafka (KRaft): up|down|status"),
-    "replay": ("app.replay.commands", "replay event logs offline through the decision core; report"),
+    "replay": (
+        "app.replay.commands",
+        "replay event logs offline through the decision core; report",
+    ),
     "worker": ("app.streaming.commands", "run the Faust worker (the streaming service)"),
     "generate": (
         "app.traffic.generate",
