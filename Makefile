@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: help venv demo test lint typecheck unit test-faults kafka-up kafka-down bench clean
+.PHONY: help venv demo test lint typecheck unit test-faults kafka-up kafka-down bench clean deploy-tools
 
 help:
 	@echo "make demo        - start a local Kafka, the worker and the traffic generator; print triggers"
@@ -32,7 +32,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not faults" $(PYTEST_ARGS)
 
-test: lint typecheck
+# kustomize, promtool and schemas for tests/deploy, built once into ~/.cache/surge/tools.
+deploy-tools: $(STAMP)
+	$(BIN)/python tests/deploy/surge_deploy_tools.py
+
+test: lint typecheck deploy-tools
 	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 test-faults: $(STAMP)
