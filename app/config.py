@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     max_fetch_bytes_per_partition: int = Field(default=1_048_576, ge=1024)
     log_level: str = "INFO"
 
+    # Streaming worker additions (app/streaming, issue #6)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    broker_session_timeout_seconds: float = Field(default=30.0, gt=0)
+    broker_heartbeat_interval_seconds: float = Field(default=3.0, gt=0)
+
     # Decision defaults (per-SKU/category policy overrides these)
     window_seconds: int = Field(default=300, ge=1)
     grace_seconds: int = Field(default=60, ge=0)

@@ -118,7 +118,7 @@ def _locked() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _run_go(args: list[str], cwd: Path, **extra_env: str) -> str:
+def _run_go(args: list[str], cwd: Path, *, attempts: int = 2, **extra_env: str) -> str:
     cwd.mkdir(parents=True, exist_ok=True)
     command = f"go {' '.join(args)}"
     try:
@@ -134,6 +134,8 @@ def _run_go(args: list[str], cwd: Path, **extra_env: str) -> str:
     except subprocess.TimeoutExpired as exc:
         raise ToolUnavailableError(f"{command} took over {GO_TIMEOUT_S} s") from exc
     if done.returncode != 0:
+        if attempts > 1:  # a dropped download from the module proxy is worth one more try
+            return _run_go(args, cwd, attempts=attempts - 1, **extra_env)
         raise ToolUnavailableError(f"{command} failed:\n{done.stderr[-4000:]}")
     return done.stdout
 
