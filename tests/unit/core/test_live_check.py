@@ -1,0 +1,152 @@
+"""The live check: surges trigger in the batch that crosses the bar; stockouts at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.core import Engine
+from app.events.model import CartAddEvent, OrderEvent, OrderStatus, SearchEvent, TriggerReason
+
+MINUTE = 60_000
+T0 = 1_699_999_200_000
+STEADY = 20  # paid orders per 1-minute window
+
+
+def _steady_orders(engine: Engine, sku: str = "A", windows: int = 10, region: str = "east") -> None:
+    for w in range(windows):
+        start = T0 + w * MINUTE
+        engine.process(
+            [
+                OrderEvent(
+                    start + i * 2_900, sku, f"{sku}-{w}-{i}", OrderStatus.PAID, region=region
+                )
+                for i in range(STEADY)
+            ]
+        )
+
+
+def _orders(sku: str, ts: int, count: int, tag: str, region: str = "east") -> list[OrderEvent]:
+    return [
+        OrderEvent(ts + i, sku, f"{tag}-{i}", OrderStatus.PAID, region=region) for i in range(count)
+    ]
+
+
+def test_a_surge_triggers_in_the_very_batch_that_crosses_the_margin(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    _steady_orders(engine)
+    window = T0 + 10 * MINUTE
+    # Half-way through the window 20 x 0.5 = 10 orders are expected.
+    at_par = engine.process(_orders("A", window + 29_990, 10, "par"))  # 10 vs 10
+    assert at_par.triggers == []
+    below_margin = engine.process(_orders("A", window + 30_000, 2, "low"))  # 12 vs 10: +20 %
+    assert below_margin.triggers == []
+    crossing = engine.process(_orders("A", window + 30_100, 30, "surge"))  # 42 vs ~10
+    assert [t.reason for t in crossing.triggers] == [TriggerReason.ORDER_SURGE]
+    trigger = crossing.triggers[0]
+    assert trigger.observed == 42
+    assert trigger.forecast == round(20 * 30_129 / 60_000, 3)
+    assert trigger.model == "ewma"
+    assert trigger.window_start == window and trigger.window_end == window + MINUTE
+    assert window + 30_100 <= trigger.first_event_at <= window + 30_129
+    assert trigger.decided_at == window + 30_129  # the event clock (no now_ms)
+    assert "orders 42 vs 10 expected (+318 %) in east since" in trigger.explanation
+    assert trigger.explanation.endswith("to WH-east, lead time 0.1 h")
+
+
+def test_now_ms_stamps_decided_at(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    _steady_orders(engine)
+    result = engine.process(_orders("A", T0 + 10 * MINUTE + 30_000, 60, "s"), now_ms=42)
+    assert result.triggers[0].decided_at == 42
+
+
+def test_no_trigger_without_enough_volume_or_evidence(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    for w in range(10):  # one order a minute
+        engine.process(_orders("A", T0 + w * MINUTE, 1, f"w{w}"))
+    # 9 orders vs 1 expected: +800 %, but under min_volume (10).
+    assert engine.process(_orders("A", T0 + 10 * MINUTE + 59_000, 9, "x")).triggers == []
+
+
+def test_searches_have_the_highest_bar(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    for w in range(60):  # an hour of exact history: the forecast error is known to be small
+        start = T0 + w * MINUTE
+        engine.process(
+            [SearchEvent(start + i * 2_900, sku) for sku in "AB" for i in range(20)]
+            + [CartAddEvent(start + i * 2_900, sku) for sku in "AB" for i in range(20)]
+        )
+    start = T0 + 60 * MINUTE + 59_000  # near the end of the window: 20 of each expected
+    result = engine.process(
+        [SearchEvent(start + i, "A") for i in range(48)]
+        + [CartAddEvent(start + i, "A") for i in range(48)]
+        + [SearchEvent(start + i, "B") for i in range(60)]
+    )
+    # +140 % on A's searches and cart adds: only cart adds (margin 30 %, min 20) trigger;
+    # searches need 50 at least. Three times the usual searches on B clear their bar.
+    assert [(t.sku, t.reason) for t in result.triggers] == [
+        ("A", TriggerReason.CART_SURGE),
+        ("B", TriggerReason.SEARCH_SURGE),
+    ]
+
+
+def test_cooldown_blocks_the_same_reason_until_it_ends(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    fired: dict[int, list[TriggerReason]] = {}
+    surges = {10: 60, 11: 90, 135: 60}  # window -> orders in its first half; cooldown 120 min
+    for w in range(140):
+        start = T0 + w * MINUTE
+        batch = [
+            OrderEvent(start + i * 1_400, "A", f"{w}-{i}", OrderStatus.PAID, region="east")
+            for i in range(STEADY // 2)
+        ]
+        batch += _orders("A", start + 30_000, surges.get(w, STEADY // 2), f"s{w}")
+        if w == 11:  # a different reason is not blocked by the order cooldown
+            batch += [CartAddEvent(start + 30_001 + i, "A", region="east") for i in range(80)]
+        fired[w] = [t.reason for t in engine.process(batch).triggers]
+    assert fired[10] == [TriggerReason.ORDER_SURGE]
+    assert fired[11] == [TriggerReason.CART_SURGE]  # the order surge is inside its cooldown
+    assert fired[135] == [TriggerReason.ORDER_SURGE]
+    assert sum(len(v) for v in fired.values()) == 3
+
+
+def test_stockout_triggers_at_once_and_later_failures_join_the_ledger(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    failed = [
+        OrderEvent(
+            T0 + i, "A", f"f{i}", OrderStatus.PAYMENT_FAILED, region="west", reason="out_of_stock"
+        )
+        for i in range(70)
+    ]
+    result = engine.process(failed)
+    assert [t.reason for t in result.triggers] == [TriggerReason.STOCKOUT]
+    stockout = result.triggers[0]
+    assert stockout.failed_orders == 70
+    assert stockout.order_ids == tuple(f"f{i}" for i in range(50))
+    assert stockout.warehouse == "WH-west" and stockout.first_event_at == T0
+    assert stockout.quantity == 70  # no forecast yet: the failed units, in packs of 10
+    more = engine.process(
+        [
+            OrderEvent(
+                T0 + 5 * MINUTE, "A", "f-late", OrderStatus.PAYMENT_FAILED, reason="out_of_stock"
+            )
+        ]
+    )
+    assert more.triggers == [] and more.stockouts_absorbed == 1
+    ledger = engine.ledger("A")
+    assert ledger is not None
+    assert ledger.backlog_order_ids == ["f-late"] and ledger.backlog_failed_orders == 1
+
+
+def test_failed_payments_for_other_reasons_are_not_demand(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    result = engine.process(
+        [OrderEvent(T0, "A", "x", OrderStatus.PAYMENT_FAILED, reason="card_declined")]
+    )
+    assert (result.counted, result.late, result.triggers) == (0, 0, [])

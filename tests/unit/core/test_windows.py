@@ -1,0 +1,111 @@
+"""Event-time windows: what is counted where, lateness, and batching independence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.core import Engine, EngineConfig, Policy
+from app.events.model import CartAddEvent, OrderEvent, OrderStatus, SearchEvent, ShopEvent, Signal
+
+MINUTE = 60_000
+T0 = 1_699_999_200_000
+
+
+def _actuals(records: list, sku: str = "A") -> dict[tuple[int, str, Signal], float]:
+    return {(r.window_start, r.region, r.signal): r.actual for r in records if r.sku == sku}
+
+
+def test_volume_is_events_for_searches_and_units_for_cart_adds_and_paid_orders(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    engine.process([SearchEvent(T0, "A")])  # window 0 opens the SKU's history
+    batch: list[ShopEvent] = [
+        SearchEvent(T0 + MINUTE + 1, "A"),
+        SearchEvent(T0 + MINUTE + 2, "A"),
+        CartAddEvent(T0 + MINUTE + 3, "A", qty=5),
+        CartAddEvent(T0 + MINUTE + 4, "A", qty=2),
+        OrderEvent(T0 + MINUTE + 5, "A", "o1", OrderStatus.PAID, qty=3),
+        OrderEvent(T0 + MINUTE + 6, "A", "o2", OrderStatus.PAYMENT_FAILED, qty=9),
+    ]
+    result = engine.process(batch)
+    assert result.counted == 5
+    result = engine.advance(T0 + 2 * MINUTE)
+    actual = _actuals(result.forecasts)
+    window = T0 + MINUTE
+    assert actual[(window, "default", Signal.SEARCH)] == 2
+    assert actual[(window, "default", Signal.CART_ADD)] == 7
+    assert actual[(window, "default", Signal.ORDER)] == 3
+
+
+def test_late_events_within_grace_count_and_beyond_grace_are_late_not_errors() -> None:
+    engine = Engine(Policy.default(), EngineConfig(window_ms=MINUTE, grace_ms=30_000))
+    engine.process([SearchEvent(T0, "A")])
+    engine.process([SearchEvent(T0 + MINUTE + 1_000, "A")])
+    # Clock 20 s into window 2: window 1 still in grace -> counted.
+    r1 = engine.process(
+        [SearchEvent(T0 + 2 * MINUTE + 20_000, "A"), SearchEvent(T0 + MINUTE + 5, "A")]
+    )
+    assert (r1.counted, r1.late) == (2, 0)
+    # Clock 40 s into window 2: window 1 closed (end + 30 s grace) -> late, never counted.
+    r2 = engine.process(
+        [SearchEvent(T0 + 2 * MINUTE + 40_000, "A"), SearchEvent(T0 + MINUTE + 6, "A")]
+    )
+    assert (r2.counted, r2.late) == (1, 1)
+    actual = _actuals(r2.forecasts)
+    assert actual[(T0 + MINUTE, "default", Signal.SEARCH)] == 2
+
+
+def test_lateness_is_judged_in_arrival_order_so_batching_does_not_change_counts() -> None:
+    events: list[ShopEvent] = []
+    for minute in range(30):
+        for i in range(7):
+            events.append(CartAddEvent(T0 + minute * MINUTE + i * 8_000, "A", qty=1 + i % 3))
+        events.append(CartAddEvent(T0 + minute * MINUTE - 50_000, "A"))  # some late, some not
+
+    def run(batch_size: int) -> tuple[list, int, int]:
+        engine = Engine(Policy.default(), EngineConfig(window_ms=MINUTE, grace_ms=20_000))
+        records, counted, late = [], 0, 0
+        for start in range(0, len(events), batch_size):
+            result = engine.process(events[start : start + batch_size])
+            records += result.forecasts
+            counted += result.counted
+            late += result.late
+        result = engine.advance(T0 + 31 * MINUTE)
+        return records + result.forecasts, counted, late
+
+    whole, by_one, by_five = run(len(events)), run(1), run(5)
+    assert whole == by_one == by_five
+    assert whole[2] > 0  # the test does exercise lateness
+
+
+def test_advance_closes_idle_windows_with_zero_volume() -> None:
+    engine = Engine(Policy.default(), EngineConfig(window_ms=MINUTE, grace_ms=0))
+    for minute in range(3):
+        engine.process([OrderEvent(T0 + minute * MINUTE, "A", f"o{minute}", OrderStatus.PAID)])
+    result = engine.advance(T0 + 6 * MINUTE)
+    orders = [r for r in result.forecasts if r.signal is Signal.ORDER]
+    assert [r.actual for r in orders] == [1.0, 0.0, 0.0, 0.0]
+    assert result.windows_closed == 4
+    assert engine.watermark_ms == T0 + 6 * MINUTE
+
+
+def test_idle_skus_expire_after_retention() -> None:
+    config = EngineConfig(window_ms=MINUTE, grace_ms=0, retention_ms=10 * MINUTE)
+    engine = Engine(Policy.default(), config)
+    engine.process([SearchEvent(T0, "A"), SearchEvent(T0, "B")])
+    result = engine.process([SearchEvent(T0 + 20 * MINUTE, "B")])
+    assert engine.skus() == ["B"]
+    assert result.expired_skus == {"A"}
+    assert "A" not in result.touched_skus
+
+
+def test_a_far_future_timestamp_costs_bounded_work() -> None:
+    engine = Engine(Policy.default(), EngineConfig(window_ms=MINUTE, grace_ms=0))
+    engine.process([SearchEvent(T0, f"S{i}") for i in range(50)])
+    year = 365 * 24 * 60 * MINUTE
+    result = engine.process([SearchEvent(T0 + year, "S0")])
+    assert result.windows_closed <= 50 * 48
+    assert result.counted == 1
+    # Everything before the jump is now late, never an error.
+    assert engine.process([SearchEvent(T0 + 1, "S1")]).late == 1
