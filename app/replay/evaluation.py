@@ -1,0 +1,320 @@
+"""Inventory policies compared per SKU, and how early triggers came before demand peaks.
+
+Assumptions (written into the report as well):
+
+- demand is the paid order lines of the log, in their windows (late events included);
+  an order line that finds too little stock is a stockout event and loses its missing
+  units (no backorders);
+- every policy starts each SKU with the same stock: the SKU's mean daily demand over the
+  whole log times (lead time in days + 1), rounded up to the pack size (hindsight,
+  identical for all policies);
+- lead time and pack size come from the policy (``order_terms``: supplier lead time,
+  ``pack_size``); orders arrive at the start of the first window after the lead time;
+- **daily**: the 24-hour practice: once a day at 00:00 UTC, reorder yesterday's sales;
+- **reorder point**: whenever stock plus stock on order is at or below
+  ``mean x (L + 1) + z sqrt(var x (L + 1))`` (per-window demand, hindsight mean and
+  variance), order one day of mean demand (at least one pack);
+- **engine**: what this service offers instead of the daily practice: at every window,
+  order up to ``F + z sqrt(F)`` where ``F`` is the sum of the engine's forecasts
+  (``demand.forecasts``) for the last ``L + 1`` windows up to the current one (its
+  estimate of demand over a lead time plus one review window, no look-ahead), plus every
+  trigger the engine published for the SKU (its quantity arriving ``lead_time_hours``
+  after ``decided_at``);
+- **engine forecasts only**: the same order-up-to rule without the triggers;
+- **daily + triggers**: the daily practice unchanged, with the engine's triggers on top;
+- **triggers only**: the starting stock and the engine's triggers, nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from app.events import Tier, Trigger, TriggerReason
+from app.replay.inventory import (
+    DailyReorder,
+    OrderUpTo,
+    PlacedOrder,
+    ReorderPoint,
+    ReviewRule,
+    SimResult,
+    SupplyTerms,
+    round_to_pack,
+    simulate,
+)
+from app.replay.runner import ReplayOutcome, Series
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+ENGINE = "engine"
+DAILY = "daily"
+REORDER_POINT = "reorder_point"
+DAILY_PLUS_TRIGGERS = "daily_plus_triggers"
+TRIGGERS_ONLY = "triggers_only"
+FORECAST_ONLY = "forecast_only"
+
+POLICY_LABELS = {
+    DAILY: "daily: reorder yesterday's sales (24 h practice)",
+    REORDER_POINT: "static reorder point",
+    ENGINE: "engine: window forecasts + triggers",
+    FORECAST_ONLY: "engine forecasts only (no triggers)",
+    DAILY_PLUS_TRIGGERS: "daily + triggers",
+    TRIGGERS_ONLY: "triggers only",
+}
+
+SURGE_REASONS = frozenset(
+    {TriggerReason.ORDER_SURGE, TriggerReason.CART_SURGE, TriggerReason.SEARCH_SURGE}
+)
+LEADING_REASONS = frozenset({TriggerReason.CART_SURGE, TriggerReason.SEARCH_SURGE})
+
+#: ``(sku, category) -> (lead_time_hours, pack_size, safety_z)`` from the policy.
+SupplyFor = Callable[[str, str | None], tuple[float, int, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFigures:
+    """One policy over all simulated SKUs."""
+
+    name: str
+    result: SimResult
+    days: float
+
+    @property
+    def inventory_days(self) -> float | None:
+        """Average stock on hand over average daily demand."""
+        daily_demand = self.result.demand_units / self.days if self.days > 0 else 0.0
+        return self.result.average_on_hand / daily_demand if daily_demand > 0 else None
+
+    def as_dict(self) -> dict[str, object]:
+        result = self.result
+        days = self.inventory_days
+        return {
+            "label": POLICY_LABELS.get(self.name, self.name),
+            "stockout_events": result.stockout_events,
+            "lost_units": result.lost_units,
+            "demand_units": result.demand_units,
+            "fill_rate": round(result.fill_rate, 4),
+            "average_on_hand": round(result.average_on_hand, 2),
+            "inventory_days": None if days is None else round(days, 3),
+            "orders_placed": result.orders_placed,
+            "units_ordered": result.units_ordered,
+        }
+
+
+@dataclass
+class InventoryComparison:
+    skus: int
+    periods: int
+    days: float
+    policies: dict[str, PolicyFigures] = field(default_factory=dict)
+    per_sku_stockouts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def headline(self) -> dict[str, float | None]:
+        engine = self.policies[ENGINE]
+        daily = self.policies[DAILY]
+        reduction = (
+            1 - engine.result.stockout_events / daily.result.stockout_events
+            if daily.result.stockout_events
+            else None
+        )
+        engine_days, daily_days = engine.inventory_days, daily.inventory_days
+        ratio = engine_days / daily_days if engine_days is not None and daily_days else None
+        return {
+            "stockout_reduction_vs_daily": None if reduction is None else round(reduction, 4),
+            "inventory_days_ratio_vs_daily": None if ratio is None else round(ratio, 4),
+            "fill_rate": round(engine.result.fill_rate, 4),
+        }
+
+
+def _placed_orders(
+    triggers: Sequence[Trigger], window_ms: int, first_window: int
+) -> list[PlacedOrder]:
+    orders = []
+    for trigger in triggers:
+        placed = trigger.decided_at // window_ms - first_window
+        arrival_ms = trigger.decided_at + round(trigger.lead_time_hours * HOUR_MS)
+        arrives = -(-arrival_ms // window_ms) - first_window
+        orders.append(PlacedOrder(placed=placed, arrives=arrives, quantity=trigger.quantity))
+    return orders
+
+
+def _order_up_to_levels(
+    series: Series | None, first_window: int, periods: int, cover: int, safety_z: float
+) -> list[float]:
+    """Per period: the engine's forecasts summed over the last ``cover`` windows, plus safety.
+
+    Forecasts for windows up to the current one are all known at its start (each is made
+    when the window before closes), so nothing here looks ahead.
+
+    >>> series = Series(first=10)
+    >>> for window, forecast in [(10, 1.0), (11, 3.0), (12, 0.0)]:
+    ...     series.add(window, forecast, 0.0)
+    >>> [round(level, 2) for level in _order_up_to_levels(series, 10, 3, 2, 0.0)]
+    [1.0, 4.0, 3.0]
+    """
+    forecasts = [
+        max(0.0, series.at(first_window + period)[0]) if series is not None else 0.0
+        for period in range(periods)
+    ]
+    levels = []
+    running = 0.0
+    for period, forecast in enumerate(forecasts):
+        running += forecast
+        if period >= cover:
+            running -= forecasts[period - cover]
+        expected = max(0.0, running)
+        levels.append(expected + safety_z * math.sqrt(expected))
+    return levels
+
+
+def compare_policies(outcome: ReplayOutcome, supply_for: SupplyFor) -> InventoryComparison:
+    """Simulate every SKU with demand or triggers under each policy; sum per policy."""
+    window_ms = outcome.window_ms
+    if outcome.first_ts is None or outcome.last_ts is None:
+        return InventoryComparison(
+            skus=0,
+            periods=0,
+            days=0.0,
+            policies={name: PolicyFigures(name, SimResult(), 0.0) for name in POLICY_LABELS},
+        )
+    first_window = outcome.first_ts // window_ms
+    periods = outcome.last_ts // window_ms - first_window + 1
+    days = periods * window_ms / DAY_MS
+    periods_per_day = max(1, DAY_MS // window_ms)
+    first_review = (-(first_window * window_ms) % DAY_MS) // window_ms % periods_per_day
+    triggers_by_sku: dict[str, list[Trigger]] = {}
+    for trigger in outcome.triggers:
+        triggers_by_sku.setdefault(trigger.sku, []).append(trigger)
+    totals = {name: SimResult() for name in POLICY_LABELS}
+    per_sku: dict[str, dict[str, int]] = {}
+    for sku in sorted(set(outcome.order_lines) | set(triggers_by_sku)):
+        lines = {
+            window - first_window: qty for window, qty in outcome.order_lines.get(sku, {}).items()
+        }
+        per_period = [0] * periods
+        for period, qty in lines.items():
+            per_period[period] = sum(qty)
+        lead_hours, pack, safety_z = supply_for(sku, outcome.sku_category.get(sku))
+        lead_periods = max(0, math.ceil(lead_hours * HOUR_MS / window_ms - 1e-9))
+        mean = sum(per_period) / periods
+        variance = statistics.pvariance(per_period) if periods > 1 else 0.0
+        mean_daily = mean * periods_per_day if window_ms <= DAY_MS else mean * DAY_MS / window_ms
+        lead_days = lead_hours / 24
+        terms = SupplyTerms(
+            start_stock=round_to_pack(mean_daily * (lead_days + 1), pack),
+            lead_periods=lead_periods,
+            pack_size=pack,
+        )
+        cover = lead_periods + 1
+        reorder_point = mean * cover + safety_z * math.sqrt(variance * cover)
+        series = outcome.sku_orders.get(sku)
+        up_to = OrderUpTo(
+            levels=tuple(_order_up_to_levels(series, first_window, periods, cover, safety_z))
+        )
+        placed = _placed_orders(triggers_by_sku.get(sku, ()), window_ms, first_window)
+        daily = DailyReorder(periods_per_day=periods_per_day, first_review=first_review)
+        rules: dict[str, tuple[ReviewRule | None, Sequence[PlacedOrder]]] = {
+            DAILY: (daily, ()),
+            REORDER_POINT: (
+                ReorderPoint(reorder_point, max(pack, math.ceil(mean_daily))),
+                (),
+            ),
+            ENGINE: (up_to, placed),
+            FORECAST_ONLY: (up_to, ()),
+            DAILY_PLUS_TRIGGERS: (daily, placed),
+            TRIGGERS_ONLY: (None, placed),
+        }
+        stockouts: dict[str, int] = {}
+        for name, (rule, orders) in rules.items():
+            result = simulate(lines, periods, terms, rule, orders)
+            totals[name] = totals[name].plus(result)
+            stockouts[name] = result.stockout_events
+        per_sku[sku] = stockouts
+    return InventoryComparison(
+        skus=len(per_sku),
+        periods=periods,
+        days=days,
+        policies={name: PolicyFigures(name, totals[name], days) for name in POLICY_LABELS},
+        per_sku_stockouts=per_sku,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LeadEpisode:
+    """A SKU's order peak and the earliest surge trigger before it."""
+
+    sku: str
+    peak_window: int
+    peak_units: int
+    reason: TriggerReason | None
+    lead_windows: int | None
+
+
+def trigger_lead_times(
+    outcome: ReplayOutcome, lookback_windows: int = 12, min_peak_units: int = 2
+) -> list[LeadEpisode]:
+    """For each SKU with a surge trigger: windows between that trigger and the order peak.
+
+    The peak is the SKU's window with the most paid units (the earliest if tied, at least
+    ``min_peak_units``); the trigger is the earliest second-tier surge trigger whose window
+    starts at most ``lookback_windows`` before the peak and not after it. No such trigger:
+    ``lead_windows`` is ``None`` (the trigger came after the peak, or too early to count).
+    """
+    window_ms = outcome.window_ms
+    surge_triggers: dict[str, list[Trigger]] = {}
+    for trigger in outcome.triggers:
+        if trigger.tier is Tier.SECOND and trigger.reason in SURGE_REASONS:
+            surge_triggers.setdefault(trigger.sku, []).append(trigger)
+    episodes = []
+    for sku in sorted(surge_triggers):
+        units = {w: sum(q) for w, q in outcome.order_lines.get(sku, {}).items()}
+        if not units:
+            continue
+        peak_window = min(units, key=lambda w: (-units[w], w))
+        if units[peak_window] < min_peak_units:
+            continue
+        before = [
+            t
+            for t in surge_triggers[sku]
+            if 0 <= peak_window - t.window_start // window_ms <= lookback_windows
+        ]
+        first = min(before, key=lambda t: (t.window_start, t.decided_at), default=None)
+        episodes.append(
+            LeadEpisode(
+                sku=sku,
+                peak_window=peak_window,
+                peak_units=units[peak_window],
+                reason=None if first is None else first.reason,
+                lead_windows=None
+                if first is None
+                else peak_window - first.window_start // window_ms,
+            )
+        )
+    return episodes
+
+
+def lead_summary(episodes: Sequence[LeadEpisode]) -> dict[str, object]:
+    """Median lead (windows) over all episodes with a trigger in time, and cart/search-led."""
+    timed = [e.lead_windows for e in episodes if e.lead_windows is not None]
+    leading = [
+        e.lead_windows
+        for e in episodes
+        if e.lead_windows is not None and e.reason in LEADING_REASONS
+    ]
+    return {
+        "episodes": len(episodes),
+        "with_trigger_before_peak": len(timed),
+        "median_trigger_lead_windows": statistics.median(timed) if timed else None,
+        "leading_signal_episodes": len(leading),
+        "median_trigger_lead_windows_leading": statistics.median(leading) if leading else None,
+        "share_at_least_one_window_ahead": round(sum(1 for v in timed if v >= 1) / len(timed), 4)
+        if timed
+        else None,
+    }
+
+
+def policy_table(comparison: InventoryComparison) -> Mapping[str, dict[str, object]]:
+    return {name: figures.as_dict() for name, figures in comparison.policies.items()}

@@ -1,0 +1,248 @@
+"""A per-SKU inventory simulation: a pure function of demand, supply terms and a policy.
+
+Time runs in periods (the replay's windows). In every period, in this order:
+
+1. stock due in this period arrives (``on_hand`` rises);
+2. orders decided elsewhere (the engine's triggers) that are placed in this period count
+   as ``on_order`` from now until they arrive;
+3. the review rule (if any) may order; the quantity is rounded up to the pack size and
+   arrives ``lead_periods`` later (at once when that is 0);
+4. the period's paid order lines are served in their order: a line is served from stock;
+   a line that finds too little stock is a **stockout event** and its missing units are
+   **lost sales** (no backorders);
+5. ``on_hand`` at the end of the period is recorded (for the average).
+
+The review rules are small frozen dataclasses, so a simulation is fully determined by its
+arguments; the doctests below are hand-checkable.
+
+>>> demand = {0: [2], 1: [3], 2: [4]}
+>>> result = simulate(demand, 4, SupplyTerms(start_stock=5, lead_periods=1))
+>>> result.served_units, result.lost_units, result.stockout_events
+(5, 4, 1)
+>>> result.on_hand_sum  # end-of-period stock 3, 0, 0, 0
+3
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SupplyTerms:
+    """Starting stock, supplier lead time in periods, and the pack size orders round up to."""
+
+    start_stock: int
+    lead_periods: int
+    pack_size: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedOrder:
+    """An order decided outside the review rule (a trigger): placed and arriving periods."""
+
+    placed: int
+    arrives: int
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    """What a policy did to one SKU (or, summed with :meth:`plus`, to many)."""
+
+    demand_units: int = 0
+    served_units: int = 0
+    lost_units: int = 0
+    stockout_events: int = 0
+    orders_placed: int = 0
+    units_ordered: int = 0
+    on_hand_sum: int = 0
+    periods: int = 0
+
+    @property
+    def fill_rate(self) -> float:
+        """Served units over demanded units (1.0 when there was no demand)."""
+        return self.served_units / self.demand_units if self.demand_units else 1.0
+
+    @property
+    def average_on_hand(self) -> float:
+        """Mean end-of-period stock; for a sum over SKUs, the total across them."""
+        return self.on_hand_sum / self.periods if self.periods else 0.0
+
+    def plus(self, other: SimResult) -> SimResult:
+        """Two SKUs' results over the same periods combined; their average stocks add up."""
+        return SimResult(
+            demand_units=self.demand_units + other.demand_units,
+            served_units=self.served_units + other.served_units,
+            lost_units=self.lost_units + other.lost_units,
+            stockout_events=self.stockout_events + other.stockout_events,
+            orders_placed=self.orders_placed + other.orders_placed,
+            units_ordered=self.units_ordered + other.units_ordered,
+            on_hand_sum=self.on_hand_sum + other.on_hand_sum,
+            periods=max(self.periods, other.periods),
+        )
+
+
+class ReviewRule(Protocol):
+    """Decides, at the start of a period, how many units to order (0 for none)."""
+
+    def order_quantity(
+        self, period: int, on_hand: int, on_order: int, demand_history: Sequence[int]
+    ) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReorder:
+    """The 24-hour practice: once a day, reorder what was sold in the previous day.
+
+    Reviews at periods ``first_review``, ``first_review + periods_per_day``, ...; at the
+    first review the "previous day" is whatever history there is.
+
+    >>> rule = DailyReorder(periods_per_day=2, first_review=1)
+    >>> rule.order_quantity(1, 0, 0, [4]), rule.order_quantity(2, 0, 0, [4, 1])
+    (4, 0)
+    >>> rule.order_quantity(3, 0, 0, [4, 1, 2])
+    3
+    """
+
+    periods_per_day: int
+    first_review: int = 0
+
+    def order_quantity(
+        self, period: int, on_hand: int, on_order: int, demand_history: Sequence[int]
+    ) -> float:
+        since = period - self.first_review
+        if since < 0 or since % self.periods_per_day:
+            return 0
+        return sum(demand_history[max(0, period - self.periods_per_day) : period])
+
+
+@dataclass(frozen=True, slots=True)
+class ReorderPoint:
+    """A static reorder point: when stock plus stock on order is at or below it, order more.
+
+    >>> ReorderPoint(reorder_point=3, order_quantity_units=10).order_quantity(0, 2, 1, [])
+    10
+    >>> ReorderPoint(reorder_point=3, order_quantity_units=10).order_quantity(0, 2, 2, [])
+    0
+    """
+
+    reorder_point: float
+    order_quantity_units: int
+
+    def order_quantity(
+        self, period: int, on_hand: int, on_order: int, demand_history: Sequence[int]
+    ) -> float:
+        return self.order_quantity_units if on_hand + on_order <= self.reorder_point else 0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpTo:
+    """Every period, order up to a level known in advance for that period (from forecasts).
+
+    >>> OrderUpTo(levels=(5.0, 2.5)).order_quantity(0, 1, 1, [])
+    3.0
+    >>> OrderUpTo(levels=(5.0, 2.5)).order_quantity(1, 3, 0, [])
+    0
+    """
+
+    levels: Sequence[float]
+
+    def order_quantity(
+        self, period: int, on_hand: int, on_order: int, demand_history: Sequence[int]
+    ) -> float:
+        if period >= len(self.levels):
+            return 0
+        return max(0, self.levels[period] - on_hand - on_order)
+
+
+def round_to_pack(quantity: float, pack_size: int) -> int:
+    """Units rounded up to whole packs.
+
+    >>> round_to_pack(0.2, 1), round_to_pack(7, 5), round_to_pack(0, 5)
+    (1, 10, 0)
+    """
+    if quantity <= 0:
+        return 0
+    pack = max(1, pack_size)
+    return math.ceil(quantity / pack - 1e-9) * pack
+
+
+def simulate(
+    demand: Mapping[int, Sequence[int]],
+    periods: int,
+    terms: SupplyTerms,
+    review: ReviewRule | None = None,
+    placed_orders: Sequence[PlacedOrder] = (),
+) -> SimResult:
+    """Run one SKU through ``periods`` periods; ``demand`` maps a period to its order lines.
+
+    >>> daily = DailyReorder(periods_per_day=2)
+    >>> r = simulate({0: [1], 1: [2], 2: [2], 3: [1]}, 4, SupplyTerms(3, 1), daily)
+    >>> r.orders_placed, r.units_ordered, r.stockout_events, r.lost_units, r.on_hand_sum
+    (1, 3, 1, 2, 4)
+    >>> trigger = PlacedOrder(placed=1, arrives=2, quantity=4)
+    >>> simulate({2: [3]}, 3, SupplyTerms(0, 1), placed_orders=[trigger]).served_units
+    3
+    """
+    arrivals: dict[int, int] = {}
+    placed_by_period: dict[int, list[PlacedOrder]] = {}
+    for order in placed_orders:
+        placed_by_period.setdefault(order.placed, []).append(order)
+    on_hand = terms.start_stock
+    on_order = 0
+    history: list[int] = []
+    demand_units = served = lost = stockouts = orders = ordered = 0
+    on_hand_sum = 0
+    for period in range(periods):
+        landed = arrivals.pop(period, 0)
+        on_hand += landed
+        on_order -= landed
+        for order in placed_by_period.pop(period, ()):
+            orders += 1
+            ordered += order.quantity
+            if order.arrives <= period:
+                on_hand += order.quantity
+            else:
+                on_order += order.quantity
+                arrivals[order.arrives] = arrivals.get(order.arrives, 0) + order.quantity
+        if review is not None:
+            quantity = round_to_pack(
+                review.order_quantity(period, on_hand, on_order, history), terms.pack_size
+            )
+            if quantity > 0:
+                orders += 1
+                ordered += quantity
+                if terms.lead_periods <= 0:
+                    on_hand += quantity
+                else:
+                    on_order += quantity
+                    due = period + terms.lead_periods
+                    arrivals[due] = arrivals.get(due, 0) + quantity
+        period_units = 0
+        for line in demand.get(period, ()):
+            period_units += line
+            if on_hand >= line:
+                on_hand -= line
+                served += line
+            else:
+                stockouts += 1
+                served += on_hand
+                lost += line - on_hand
+                on_hand = 0
+        demand_units += period_units
+        history.append(period_units)
+        on_hand_sum += on_hand
+    return SimResult(
+        demand_units=demand_units,
+        served_units=served,
+        lost_units=lost,
+        stockout_events=stockouts,
+        orders_placed=orders,
+        units_ordered=ordered,
+        on_hand_sum=on_hand_sum,
+        periods=periods,
+    )

@@ -1,0 +1,227 @@
+"""Drive event logs through the decision core with the event clock; collect what it decided.
+
+Events are read line by line and handed to the engine in batches (up to 1,000 events and
+at most a tenth of a window of event time, see :func:`_batches`), as the service hands it
+a fetched batch; ``now_ms=None`` makes the engine stamp decisions
+with the event clock (its watermark). At the end, :meth:`advance` closes the windows that
+are still open. Logs need not be sorted: the engine counts an event that arrives later
+than the grace as ``late`` (never reopening a closed window), exactly as the service would.
+
+What is kept in memory is bounded by the number of SKUs, categories and windows, never by
+the size of the file: per SKU the order forecast and actual per window (4 bytes each),
+the paid order lines (for the inventory simulation) and the triggers.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from tqdm import tqdm
+
+from app.events import ForecastRecord, OrderEvent, OrderStatus, ShopEvent, Signal, Trigger
+from app.events.codec import encode_trigger
+from app.replay.readers import LogFormat, LogReader, ReadStats
+
+NO_CATEGORY = "(none)"
+DEFAULT_BATCH = 1_000
+#: A batch covers at most this fraction of a window of event time (live checks per window).
+DEFAULT_CHECKS_PER_WINDOW = 10
+
+
+class StepOutcome(Protocol):
+    """What one engine call returns (``app.core.StepResult``)."""
+
+    @property
+    def triggers(self) -> Sequence[Trigger]: ...
+
+    @property
+    def forecasts(self) -> Sequence[ForecastRecord]: ...
+
+    @property
+    def counted(self) -> int: ...
+
+    @property
+    def late(self) -> int: ...
+
+
+class DecisionEngine(Protocol):
+    """The part of ``app.core.Engine`` the replay drives."""
+
+    def process(self, events: Sequence[ShopEvent], now_ms: int | None = None) -> StepOutcome: ...
+
+    def advance(self, watermark_ms: int, now_ms: int | None = None) -> StepOutcome: ...
+
+
+@dataclass
+class Series:
+    """One series per window from ``first`` on: order forecast and actual (float32)."""
+
+    first: int
+    forecast: array[float] = field(default_factory=lambda: array("f"))
+    actual: array[float] = field(default_factory=lambda: array("f"))
+
+    def add(self, window: int, forecast: float, actual: float) -> None:
+        if window < self.first:
+            return  # never happens with one engine: windows close in order
+        index = window - self.first
+        while len(self.forecast) <= index:
+            self.forecast.append(0.0)
+            self.actual.append(0.0)
+        self.forecast[index] += forecast
+        self.actual[index] += actual
+
+    def at(self, window: int) -> tuple[float, float]:
+        index = window - self.first
+        if 0 <= index < len(self.forecast):
+            return self.forecast[index], self.actual[index]
+        return 0.0, 0.0
+
+
+@dataclass
+class ReplayOutcome:
+    """Everything the report needs from one replay."""
+
+    window_ms: int
+    grace_ms: int
+    files: list[tuple[str, str, ReadStats]] = field(default_factory=list)
+    triggers: list[Trigger] = field(default_factory=list)
+    counted: int = 0
+    late: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    sku_orders: dict[str, Series] = field(default_factory=dict)
+    sku_category: dict[str, str] = field(default_factory=dict)
+    order_lines: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+    #: category -> window -> [searches, cart adds] counted from the log
+    category_leading: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+
+    @property
+    def bad_rows(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for _, _, stats in self.files:
+            total.update(stats.bad_rows)
+        return total
+
+    def window_of(self, ts: int) -> int:
+        return ts // self.window_ms
+
+
+def _batches(events: Iterable[ShopEvent], size: int, span_ms: int) -> Iterator[list[ShopEvent]]:
+    """Batches of at most ``size`` events that never cross a ``span_ms`` slice of event time.
+
+    The engine's live check runs once per batch, on windows still open at its end: a
+    batch spanning hours of a sparse log would close its windows before they are checked.
+    The service's batches cover milliseconds; slicing event time keeps replay close to it.
+    """
+    batch: list[ShopEvent] = []
+    current = None
+    for event in events:
+        piece = event.ts // span_ms
+        if batch and (len(batch) >= size or piece != current):
+            yield batch
+            batch = []
+        if not batch:
+            current = piece
+        batch.append(event)
+    if batch:
+        yield batch
+
+
+def run_replay(
+    paths: Sequence[Path],
+    engine: DecisionEngine,
+    *,
+    window_ms: int,
+    grace_ms: int,
+    log_format: LogFormat | None = None,
+    triggers_out: IO[bytes] | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = True,
+    category_of: Callable[[str], str | None] | None = None,
+    checks_per_window: int = DEFAULT_CHECKS_PER_WINDOW,
+) -> ReplayOutcome:
+    """Replay ``paths`` in order through ``engine``; write each trigger to ``triggers_out``."""
+    outcome = ReplayOutcome(window_ms=window_ms, grace_ms=grace_ms)
+    total_bytes = sum(path.stat().st_size for path in paths)
+    span_ms = max(1, window_ms // checks_per_window)
+
+    def take(result: StepOutcome) -> None:
+        outcome.counted += result.counted
+        outcome.late += result.late
+        for trigger in result.triggers:
+            outcome.triggers.append(trigger)
+            if triggers_out is not None:
+                triggers_out.write(encode_trigger(trigger) + b"\n")
+        for record in result.forecasts:
+            if record.signal is not Signal.ORDER:
+                continue
+            if record.category is not None and record.sku not in outcome.sku_category:
+                outcome.sku_category[record.sku] = record.category
+            window = record.window_start // window_ms
+            series = outcome.sku_orders.get(record.sku)
+            if series is None:
+                series = outcome.sku_orders[record.sku] = Series(first=window)
+            series.add(window, record.forecast, record.actual)
+
+    with tqdm(
+        total=total_bytes,
+        unit="B",
+        unit_scale=True,
+        desc="replay",
+        file=sys.stderr,
+        disable=not progress,
+    ) as bar:
+        for path in paths:
+            with LogReader(path, log_format) as reader:
+                outcome.files.append((path.name, reader.format.value, reader.stats))
+                events = _observed(reader.events(), outcome, category_of)
+                shown = 0
+                for batch in _batches(events, batch_size, span_ms):
+                    take(engine.process(batch, now_ms=None))
+                    consumed = reader.consumed()
+                    bar.update(consumed - shown)
+                    shown = consumed
+                bar.update(reader.size - shown)
+    if outcome.last_ts is not None:
+        last_window_end = (outcome.last_ts // window_ms + 1) * window_ms
+        take(engine.advance(last_window_end, now_ms=None))
+    return outcome
+
+
+def _observed(
+    events: Iterable[ShopEvent],
+    outcome: ReplayOutcome,
+    category_of: Callable[[str], str | None] | None,
+) -> Iterator[ShopEvent]:
+    """Pass events through, noting time span, categories, leading signals and paid lines."""
+    window_ms = outcome.window_ms
+    for event in events:
+        ts = event.ts
+        if outcome.first_ts is None or ts < outcome.first_ts:
+            outcome.first_ts = ts
+        if outcome.last_ts is None or ts > outcome.last_ts:
+            outcome.last_ts = ts
+        sku = event.sku
+        category = outcome.sku_category.get(sku)
+        if category is None:
+            category = (category_of(sku) if category_of is not None else None) or event.category
+            if category is not None:
+                outcome.sku_category[sku] = category
+        window = ts // window_ms
+        if isinstance(event, OrderEvent):
+            if event.status is OrderStatus.PAID:
+                lines = outcome.order_lines.setdefault(sku, {})
+                lines.setdefault(window, []).append(event.qty)
+        else:
+            cells = outcome.category_leading.setdefault(category or NO_CATEGORY, {})
+            cell = cells.get(window)
+            if cell is None:
+                cell = cells[window] = [0.0, 0.0]
+            cell[0 if event.signal is Signal.SEARCH else 1] += event.qty
+        yield event
