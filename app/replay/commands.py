@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 from app.core import Engine, EngineConfig, Policy, PolicyError, load_policy
+from app.core.calendar import load_calendar
+from app.core.first_tier import FirstTierPlanner
 from app.replay.accuracy import evaluate_forecasts
 from app.replay.evaluation import compare_policies, trigger_lead_times
 from app.replay.readers import LogFormat, UnknownFormatError
 from app.replay.report import ReportInputs, write_report
-from app.replay.runner import DEFAULT_BATCH, run_replay
+from app.replay.runner import DEFAULT_BATCH, StepOutcome, run_replay
 
 FORMATS = ("auto", *(f.value for f in LogFormat))
 
@@ -36,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="log format (default: detect from the first line; gzip is always detected)",
     )
     parser.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML")
+    parser.add_argument(
+        "--calendar",
+        type=Path,
+        metavar="FILE",
+        help="calendar YAML of events (72 h pre-warm) and monthly schedules: first-tier orders",
+    )
     parser.add_argument(
         "--window-minutes",
         type=float,
@@ -64,11 +72,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         policy = load_policy(args.policy) if args.policy else Policy.default()
-    except PolicyError as error:
+        calendar = load_calendar(args.calendar) if args.calendar else None
+    except PolicyError as error:  # CalendarError is a PolicyError: both name line and field
         print(f"replay: {error}", file=sys.stderr)
         return 2
     log_format = None if args.format == "auto" else LogFormat(args.format)
     engine = Engine(policy, EngineConfig(window_ms=window_ms, grace_ms=grace_ms))
+    planner = FirstTierPlanner()
+
+    def first_tier(result: StepOutcome) -> StepOutcome:
+        assert calendar is not None
+        return planner.step(engine, calendar, engine.clock_ms, forecasts=result.forecasts)
+
     report_dir: Path = args.report
     report_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -83,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 progress=not args.no_progress,
                 category_of=policy.category_of,
+                first_tier=None if calendar is None else first_tier,
             )
     except UnknownFormatError as error:
         print(f"replay: {error}; pass --format", file=sys.stderr)
@@ -101,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         comparison=comparison,
         episodes=episodes,
         policy_name=args.policy.name if args.policy else None,
+        calendar_name=args.calendar.name if args.calendar else None,
     )
     summary = write_report(report_dir, inputs)
     print(

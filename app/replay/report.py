@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from app.events import Tier, Trigger
+from app.events import Tier, Trigger, TriggerReason
 from app.events.codec import iso_ms
 from app.replay import evaluation, plots
 from app.replay.accuracy import ForecastAccuracy
@@ -45,6 +45,7 @@ class ReportInputs:
     comparison: InventoryComparison
     episodes: Sequence[LeadEpisode]
     policy_name: str | None
+    calendar_name: str | None = None
 
 
 def build_summary(inputs: ReportInputs) -> dict[str, Any]:
@@ -90,6 +91,9 @@ def build_summary(inputs: ReportInputs) -> dict[str, Any]:
         "triggers": len(outcome.triggers),
         "triggers_by_reason": dict(sorted(by_reason.items())),
         "triggers_by_tier": dict(sorted(by_tier.items())),
+        "calendar_file": inputs.calendar_name,
+        "pre_warm_triggers": by_reason.get(TriggerReason.PRE_WARM.value, 0),
+        "scheduled_triggers": by_reason.get(TriggerReason.SCHEDULED.value, 0),
         "wape": category.get("wape"),
         "mase_vs_seasonal_naive": mase,
         "mase_vs_moving_average": category.get("mase_vs_moving_average"),
@@ -118,6 +122,35 @@ def build_summary(inputs: ReportInputs) -> dict[str, Any]:
         },
         "engine_orders_placed": engine.result.orders_placed,
     }
+
+
+def _first_tier_section(summary: dict[str, Any], triggers: Sequence[Trigger]) -> list[str]:
+    """Planned orders from the calendar: when each was placed and how it was sized."""
+    if summary["calendar_file"] is None:
+        return ["", "No calendar given (`--calendar FILE`): no first-tier orders."]
+    planned = [t for t in triggers if t.tier is Tier.FIRST]
+    lines = [
+        "",
+        "### First-tier orders (calendar)",
+        "",
+        f"Calendar `{summary['calendar_file']}`: {summary['pre_warm_triggers']} pre-warm and "
+        f"{summary['scheduled_triggers']} scheduled orders, through the same per-SKU ledger as "
+        "the elastic ones (second-tier quantities subtract them while in flight).",
+    ]
+    if planned:
+        lines += [
+            "",
+            "| placed at | reason | SKU | warehouse | quantity | why |",
+            "|---|---|---|---|---:|---|",
+        ]
+        lines += [
+            f"| {iso_ms(t.decided_at)} | {t.reason.value} | {t.sku} | {t.warehouse} | "
+            f"{t.quantity} | {t.explanation} |"
+            for t in planned[:50]
+        ]
+        if len(planned) > 50:
+            lines.append(f"| ... | {len(planned) - 50} more in `triggers.jsonl` | | | | |")
+    return lines
 
 
 def _fmt(value: Any, percent: bool = False) -> str:
@@ -270,6 +303,7 @@ def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
         "|---|---:|",
     ]
     lines += [f"| {reason} | {count} |" for reason, count in summary["triggers_by_reason"].items()]
+    lines += _first_tier_section(summary, outcome.triggers)
     quantities = sorted(t.quantity for t in outcome.triggers)
     if quantities:
         lines += [

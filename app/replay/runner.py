@@ -145,8 +145,13 @@ def run_replay(
     progress: bool = True,
     category_of: Callable[[str], str | None] | None = None,
     checks_per_window: int = DEFAULT_CHECKS_PER_WINDOW,
+    first_tier: Callable[[StepOutcome], StepOutcome] | None = None,
 ) -> ReplayOutcome:
-    """Replay ``paths`` in order through ``engine``; write each trigger to ``triggers_out``."""
+    """Replay ``paths`` in order through ``engine``; write each trigger to ``triggers_out``.
+
+    ``first_tier``, when given, runs after every engine call with its result (the
+    calendar's timers on the event clock) and returns the first-tier orders now due.
+    """
     outcome = ReplayOutcome(window_ms=window_ms, grace_ms=grace_ms)
     total_bytes = sum(path.stat().st_size for path in paths)
     span_ms = max(1, window_ms // checks_per_window)
@@ -169,6 +174,11 @@ def run_replay(
                 series = outcome.sku_orders[record.sku] = Series(first=window)
             series.add(window, record.forecast, record.actual)
 
+    def step(result: StepOutcome) -> None:
+        take(result)
+        if first_tier is not None:
+            take(first_tier(result))
+
     with tqdm(
         total=total_bytes,
         unit="B",
@@ -183,14 +193,14 @@ def run_replay(
                 events = _observed(reader.events(), outcome, category_of)
                 shown = 0
                 for batch in _batches(events, batch_size, span_ms):
-                    take(engine.process(batch, now_ms=None))
+                    step(engine.process(batch, now_ms=None))
                     consumed = reader.consumed()
                     bar.update(consumed - shown)
                     shown = consumed
                 bar.update(reader.size - shown)
     if outcome.last_ts is not None:
         last_window_end = (outcome.last_ts // window_ms + 1) * window_ms
-        take(engine.advance(last_window_end, now_ms=None))
+        step(engine.advance(last_window_end, now_ms=None))
     return outcome
 
 
