@@ -90,10 +90,9 @@ class Settings(BaseSettings):
     broker_session_timeout_seconds: float = Field(default=30.0, gt=0)
     broker_heartbeat_interval_seconds: float = Field(default=3.0, gt=0)
 
-    # Decision defaults (per-SKU/category policy overrides these)
+    # Decision windows; margins, minimum volumes and evidence live in the policy file
     window_seconds: int = Field(default=300, ge=1)
     grace_seconds: int = Field(default=60, ge=0)
-    margin: float = Field(default=0.30, gt=0)
     max_future_seconds: int = Field(default=86_400, ge=0)
     policy_file: Path | None = None
     calendar_file: Path | None = None

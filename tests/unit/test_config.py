@@ -26,10 +26,10 @@ def test_environment_with_one_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / ".env").write_text("SURGE_MARGIN=0.5\nSURGE_WEB_PORT=7000\n")
+    (tmp_path / ".env").write_text("SURGE_GRACE_SECONDS=30\nSURGE_WEB_PORT=7000\n")
     monkeypatch.chdir(tmp_path)
     settings = Settings()
-    assert (settings.margin, settings.web_port) == (0.5, 7000)
+    assert (settings.grace_seconds, settings.web_port) == (30, 7000)
 
 
 def test_secrets_never_appear_in_repr_or_logs(

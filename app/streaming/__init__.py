@@ -1,0 +1,1 @@
+"""The Faust streaming service: a thin adapter between Kafka and the decision core."""

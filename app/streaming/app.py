@@ -1,0 +1,333 @@
+"""The Faust app: topics, the SKU state table, the batch agent and the web views.
+
+A thin adapter: Kafka batches go to :class:`BatchProcessor`, its answers go back to Kafka.
+See ``docs/STREAMING.md`` for the delivery guarantees and why it is built this way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, cast
+
+import faust
+from faust.types import TP
+from faust.web import Request, Response, View
+
+from app import metrics
+from app.config import ProcessingGuarantee, SaslMechanism, SecurityProtocol, Settings
+from app.streaming.processor import BatchOutcome, BatchProcessor
+from app.streaming.records import RecordBatch
+from app.streaming.transport import SCHEME, BatchConsumer, register
+
+logger = logging.getLogger(__name__)
+
+STATE_TABLE = "sku-state"
+QUIET_LOGGERS = ("faust", "aiokafka", "mode")
+
+
+class ConfigurationError(RuntimeError):
+    """Settings the worker refuses to start with; the message says why."""
+
+
+EXACTLY_ONCE_REFUSED = (
+    "processing_guarantee=exactly_once is not offered: Faust 0.15.3's transactional commit "
+    "loses table state (it does not flush the producer before committing, snapshots offsets "
+    "before that flush, and restarts recovery from an unknown last stable offset; see "
+    "DESIGN §7) and no restart test proves it here. Use at_least_once (the default): "
+    "SKU state is idempotent (last applied offset per partition) and trigger_ids are "
+    "deterministic, so counts stay exact and re-sent triggers can be de-duplicated."
+)
+
+
+def quiet_framework_loggers() -> None:
+    """Faust leaves the root logger at DEBUG; building a record per changelog write costs."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def broker_urls(bootstrap_servers: str) -> list[str]:
+    """Faust broker URLs selecting the batch transport.
+
+    >>> broker_urls("k1:9092, k2:9093")
+    ['batchkafka://k1:9092', 'batchkafka://k2:9093']
+    """
+    hosts = [host.strip() for host in bootstrap_servers.split(",") if host.strip()]
+    return [f"{SCHEME}://{host}" for host in hosts]
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for the configured Kafka security protocol (None for plaintext)."""
+    protocol = settings.kafka_security_protocol
+    if protocol is SecurityProtocol.PLAINTEXT:
+        return None
+    ssl_context = settings.kafka_client_kwargs().get("ssl_context")
+    if protocol is SecurityProtocol.SSL:
+        return faust.SSLCredentials(ssl_context)
+    password = settings.kafka_sasl_password
+    mechanism = settings.kafka_sasl_mechanism or SaslMechanism.PLAIN
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=password.get_secret_value() if password else None,
+        mechanism=mechanism.value,
+        ssl_context=ssl_context if protocol is SecurityProtocol.SASL_SSL else None,
+    )
+
+
+class SurgeWorker:
+    """The streaming service: one Faust app driving one decision engine."""
+
+    def __init__(self, settings: Settings, processor: BatchProcessor | None = None) -> None:
+        if settings.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE:
+            raise ConfigurationError(EXACTLY_ONCE_REFUSED)
+        register()
+        quiet_framework_loggers()
+        self.settings = settings
+        self.processor = processor or BatchProcessor(
+            settings, partition_count=self._input_partition_count
+        )
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.app = faust.App(
+            settings.app_id,
+            broker=broker_urls(settings.kafka_bootstrap_servers),
+            broker_credentials=broker_credentials(settings),
+            store=settings.store,
+            datadir=str(settings.data_dir),
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.topic_replication_factor,
+            table_standby_replicas=settings.standby_replicas,
+            processing_guarantee="at_least_once",
+            # The agent commits about once per commit interval; the timer only covers idle
+            # periods (DESIGN §7: under heavy writes the stock timer overlaps itself).
+            broker_commit_interval=max(5.0, 5 * settings.commit_interval_seconds),
+            broker_session_timeout=settings.broker_session_timeout_seconds,
+            broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,
+            consumer_max_fetch_size=settings.max_fetch_bytes_per_partition,
+            consumer_auto_offset_reset="earliest",
+            web_enabled=True,
+            web_host=settings.web_host,
+            web_bind=settings.web_host,
+            web_port=settings.web_port,
+            web_router_enabled=False,
+            web_tables_enabled=False,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        input_topics = tuple(settings.input_topics)
+        BatchConsumer.batch_topics = frozenset(input_topics)
+        self.inputs = self.app.topic(*input_topics, key_serializer="raw", value_serializer="raw")
+        self.outputs = {
+            name: self.app.topic(name, key_serializer="raw", value_serializer="raw")
+            for name in (
+                settings.topic_triggers,
+                settings.topic_forecasts,
+                settings.topic_dead_letters,
+            )
+        }
+        self.table = self.app.Table(
+            STATE_TABLE,
+            default=None,
+            key_type=str,
+            value_type=bytes,
+            partitions=settings.topic_partitions,
+        )
+        self._generation: int | None = None
+        # Per input partition: the offset after the last handled batch, and the seek epoch
+        # of a resync this worker asked for (see _in_sequence).
+        self._handled_to: dict[TP, int] = {}
+        self._resyncs: dict[TP, int] = {}
+        self.failure: Exception | None = None
+        self._last_commit = time.monotonic()
+        self.app.agent(self.inputs, name="replenish", concurrency=1)(self._agent)
+        self._add_views()
+
+    def _input_partition_count(self, topic: str) -> int | None:
+        count = self.app.consumer.topic_partitions(topic)
+        return int(count) if count else None
+
+    # -- readiness ---------------------------------------------------------------------
+
+    def assigned_partitions(self) -> set[int]:
+        """Input partition numbers this worker holds now."""
+        inputs = BatchConsumer.batch_topics
+        try:
+            assignment = self.app.consumer.assignment()
+        except Exception:
+            return set()
+        return {tp.partition for tp in assignment if tp.topic in inputs}
+
+    def is_ready(self) -> bool:
+        """Table recovery done and input partitions assigned (and not rebalancing)."""
+        app = self.app
+        recovery = cast(Any, app.tables).recovery
+        if app.rebalancing or not recovery.completed.is_set():
+            return False
+        return bool(self.assigned_partitions())
+
+    # -- the agent ---------------------------------------------------------------------
+
+    async def _agent(self, stream: Any) -> None:
+        async for batch in stream:
+            event = stream.current_event
+            try:
+                # Finish the batch even if a SIGTERM cancels the agent meanwhile.
+                await asyncio.shield(self.handle_event(batch, event))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._fail(batch, event, exc)
+                return
+
+    async def _fail(self, batch: RecordBatch, event: Any, exc: Exception) -> None:
+        # A failing batch is a bug, not bad input (the codec never raises): stop without
+        # committing it or anything after it, so that a restart replays it.
+        self.failure = exc
+        consumer = self.app.consumer
+        if isinstance(consumer, BatchConsumer):
+            consumer.frozen = True
+        if event is not None:
+            consumer.unacked.discard(event.message)
+        logger.exception(
+            "handling a batch of %s[%d] at offset %d failed; stopping",
+            batch.topic,
+            batch.partition,
+            batch.first_offset,
+        )
+        await self.app.crash(exc)
+
+    def _restore_if_reassigned(self) -> None:
+        generation = self.app.consumer_generation_id
+        if generation == self._generation:
+            return
+        self._generation = generation
+        self._handled_to = {}
+        self._resyncs = {}
+        partitions = self.assigned_partitions()
+        stored = [(str(k), bytes(v)) for k, v in self.table.items() if v is not None]
+        restored = self.processor.reset(stored, partitions)
+        logger.info(
+            "state rebuilt: %d SKUs restored for partitions %s", restored, sorted(partitions)
+        )
+
+    async def _in_sequence(self, batch: RecordBatch) -> bool:
+        """Whether the batch starts at or before the first offset not handled yet.
+
+        Faust's stream drops a batch fetched while its flow is stopped for a rebalance
+        (seen in the kill -9 test); handling the next one would mark the lost offsets as
+        applied. Instead the partition is sought back to the first unhandled offset. A
+        batch fetched after that seek that still starts later skips only offsets holding
+        no records (transaction markers), and is accepted.
+        """
+        tp = TP(batch.topic, batch.partition)
+        consumer = cast(BatchConsumer, self.app.consumer)
+        if tp not in self._handled_to:
+            # First batch of this partition in this generation: reading starts at the
+            # committed offset (Faust's own record of it can still be unset here).
+            committed = await consumer.committed_offset(tp)
+            if committed is None:
+                return True  # nothing committed yet: reading starts at the log start
+            self._handled_to[tp] = committed
+        expected = self._handled_to[tp]
+        if batch.first_offset <= expected:
+            return True
+        pending = self._resyncs.get(tp)
+        if pending is not None and batch.seek_epoch >= pending:
+            return True  # fetched after our seek back: the gap holds no records
+        if pending is not None:
+            return False  # fetched before our seek back; it will come again
+        await consumer.seek(tp, expected)
+        self._resyncs[tp] = consumer.seek_epoch(tp)
+        metrics.RESYNCS.inc()
+        logger.warning(
+            "a batch of %s[%d] went missing before offset %d; seeking back to %d",
+            batch.topic,
+            batch.partition,
+            batch.first_offset,
+            expected,
+        )
+        return False
+
+    async def handle_event(self, batch: RecordBatch, event: Any) -> None:
+        """Handle one batch: decide, publish, write state, ack, commit about once a second."""
+        self._restore_if_reassigned()
+        if not await self._in_sequence(batch):
+            return
+        outcome = self.processor.handle(batch)
+        await self._publish(outcome)
+        table = self.table
+        for key, blob in outcome.state_writes.items():
+            table[key] = blob
+        for key in outcome.state_deletes:
+            table.pop(key, None)
+        tp = TP(batch.topic, batch.partition)
+        self._handled_to[tp] = max(self._handled_to.get(tp, 0), batch.last_offset + 1)
+        self._resyncs.pop(tp, None)
+        if event is not None:
+            consumer = self.app.consumer
+            if isinstance(consumer, BatchConsumer):
+                consumer.mark_handled(event.message)
+            event.ack()
+        self._record_lag(batch)
+        now = time.monotonic()
+        if now - self._last_commit >= self.settings.commit_interval_seconds:
+            self._last_commit = now
+            if await self.app.consumer.commit():
+                metrics.COMMITS.inc()
+
+    async def _publish(self, outcome: BatchOutcome) -> None:
+        pending = []
+        for message in outcome.messages:
+            future = await self.outputs[message.topic].send(
+                key=message.key, value=message.value, headers=message.headers
+            )
+            pending.append(future)
+        if outcome.triggers or outcome.forecasts:
+            # The state about to be written records these decisions: make them durable
+            # first, so a crash can re-send a decision but never lose one.
+            await asyncio.gather(*pending)
+
+    def _record_lag(self, batch: RecordBatch) -> None:
+        try:
+            highwater = self.app.consumer.highwater(TP(batch.topic, batch.partition))
+        except Exception:  # not assigned any more, or no fetch position yet
+            return
+        if highwater is not None:
+            lag = max(int(highwater) - batch.last_offset - 1, 0)
+            metrics.CONSUMER_LAG.labels(batch.topic, str(batch.partition)).set(lag)
+
+    # -- web ---------------------------------------------------------------------------
+
+    def _add_views(self) -> None:
+        worker = self
+
+        class MetricsView(View):
+            async def get(self, request: Request) -> Response:
+                body, content_type = metrics.render()
+                return self.bytes(body, headers={"Content-Type": content_type})
+
+        class HealthView(View):
+            async def get(self, request: Request) -> Response:
+                if worker.failure is not None:
+                    return self.json({"status": "failed"}, status=503)
+                return self.json({"status": "ok"})
+
+        class ReadyView(View):
+            async def get(self, request: Request) -> Response:
+                ready = worker.is_ready()
+                return self.json(
+                    {
+                        "ready": ready,
+                        "partitions": sorted(worker.assigned_partitions()),
+                    },
+                    status=200 if ready else 503,
+                )
+
+        self.app.page("/metrics")(MetricsView)
+        self.app.page("/health")(HealthView)
+        self.app.page("/ready")(ReadyView)
+
+
+def create_worker(settings: Settings) -> SurgeWorker:
+    """The streaming service built from settings (raises ConfigurationError if refused)."""
+    return SurgeWorker(settings)

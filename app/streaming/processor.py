@@ -1,0 +1,383 @@
+"""The batch handler: Kafka records in, decisions of the core and messages to publish out.
+
+It imports no Faust: the agent hands it a :class:`RecordBatch` and publishes what it
+returns, so it is tested with plain records and no broker. It decides nothing itself;
+it decodes, skips what the SKU's state has already applied, calls
+``Engine.process`` once per batch and turns the answer into messages, signed state
+and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+from app import metrics
+from app.config import Settings
+from app.core import Engine, EngineConfig, Policy, load_policy
+from app.events import (
+    DeadLetter,
+    ForecastRecord,
+    Invalid,
+    ShopEvent,
+    Signal,
+    Trigger,
+    decode_event,
+    encode_dead_letter,
+    encode_forecast,
+    encode_trigger,
+)
+from app.events.codec import iso_ms
+from app.streaming.records import RecordBatch
+from app.streaming.state import (
+    SHARED_KEY_PREFIX,
+    SignatureError,
+    StoredState,
+    applied_key,
+    shared_key,
+    sign_state,
+    verify_state,
+)
+
+logger = logging.getLogger(__name__)
+
+CE_SPECVERSION = "1.0"
+CE_TYPE_TRIGGER = "com.surge.replenish.trigger"
+CE_TYPE_FORECAST = "com.surge.demand.forecast"
+CONTENT_TYPE_JSON = b"application/json"
+SHARED_SNAPSHOT_EVERY_MS = 1_000
+
+
+WRONG_PARTITION = "wrong_partition"
+
+
+def home_partition(sku: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a message keyed by ``sku``.
+
+    >>> home_partition("SKU-1", 4) in range(4)
+    True
+    """
+    return (int(murmur2(sku.encode())) & 0x7FFFFFFF) % partitions
+
+
+def wall_clock_ms() -> int:
+    """The service's decision clock: wall time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What handling one batch produced, in publish order: dead letters, triggers, forecasts."""
+
+    messages: list[Outgoing] = field(default_factory=list)
+    state_writes: dict[str, bytes] = field(default_factory=dict)
+    state_deletes: list[str] = field(default_factory=list)
+    triggers: list[Trigger] = field(default_factory=list)
+    forecasts: list[ForecastRecord] = field(default_factory=list)
+    dead_letters: int = 0
+    duplicates: int = 0
+
+
+def build_engine(settings: Settings) -> Engine:
+    """A fresh decision engine from the settings and the policy file."""
+    policy = load_policy(settings.policy_file) if settings.policy_file else Policy.default()
+    config = EngineConfig(
+        window_ms=settings.window_seconds * 1000,
+        grace_ms=settings.grace_seconds * 1000,
+    )
+    return Engine(policy, config)
+
+
+def cloudevent_headers(
+    ce_id: str, ce_type: str, source: str, time_ms: int, subject: str
+) -> list[tuple[str, bytes]]:
+    """CloudEvents Kafka protocol binding, binary mode: attributes as ``ce_`` headers.
+
+    >>> dict(cloudevent_headers("t1", "x.y", "/s", 0, "A"))["ce_time"]
+    b'1970-01-01T00:00:00.000Z'
+    """
+    return [
+        ("ce_specversion", CE_SPECVERSION.encode()),
+        ("ce_id", ce_id.encode()),
+        ("ce_type", ce_type.encode()),
+        ("ce_source", source.encode()),
+        ("ce_time", iso_ms(time_ms).encode()),
+        ("ce_subject", subject.encode()),
+        ("content-type", CONTENT_TYPE_JSON),
+    ]
+
+
+class BatchProcessor:
+    """Drives one :class:`Engine` per input partition with batches of that partition.
+
+    One engine per partition (as Kafka Streams keeps one stream time per task): its
+    event clock only moves with its own partition, so catching up a backlog on one
+    partition never makes another partition's events late, and every SKU an engine
+    touches belongs to the partition whose changelog the batch writes to.
+
+    ``engine_factory`` builds an empty engine (tests pass a small one); ``clock`` is the
+    wall clock in epoch milliseconds (tests pass a fake); ``partition_count(topic)`` is the
+    input topic's partition count, used to dead-letter events not keyed by their SKU (they
+    would split one SKU's state over two partitions); without it nothing is checked.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine_factory: Callable[[], Engine] | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+        partition_count: Callable[[str], int | None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._engine_factory = engine_factory or (lambda: build_engine(settings))
+        self._clock = clock
+        self._partition_count = partition_count
+        self._home: dict[tuple[str, int], int] = {}
+        self._secret = settings.snapshot_hmac_key.get_secret_value().encode()
+        self._signals = {topic: Signal(value) for topic, value in settings.input_topics.items()}
+        self._source = f"/surge-replenishment/{settings.app_id}"
+        self._max_future_ms = settings.max_future_seconds * 1000
+        self._engines: dict[int, Engine] = {}
+        self._applied: dict[str, dict[str, int]] = {}
+        self._partition_of: dict[str, int] = {}
+        self._shared_saved_at: dict[int, int] = {}
+
+    def engine_for(self, partition: int) -> Engine:
+        """The engine of an input partition (created empty on first use)."""
+        engine = self._engines.get(partition)
+        if engine is None:
+            engine = self._engines[partition] = self._engine_factory()
+        return engine
+
+    # -- state -------------------------------------------------------------------------
+
+    def reset(self, stored: Iterable[tuple[str, bytes]], partitions: set[int]) -> int:
+        """Start over from the state table: fresh engines for the assigned partitions.
+
+        Values whose signature fails are counted and skipped (that SKU starts cold).
+        Returns the number of SKUs restored.
+        """
+        self._engines = {}
+        self._applied = {}
+        self._partition_of = {}
+        self._shared_saved_at = {}
+        restored = 0
+        skus: list[StoredState] = []
+        for key, blob in stored:
+            try:
+                state = verify_state(key, blob, self._secret)
+            except (SignatureError, ValueError, KeyError, TypeError):
+                metrics.SNAPSHOT_SIGNATURE_FAILURES.inc()
+                logger.warning("rejected a stored snapshot that failed its signature check")
+                continue
+            if state.partition not in partitions:
+                continue
+            if key.startswith(SHARED_KEY_PREFIX):
+                self.engine_for(state.partition).restore_shared(state.snapshot)
+            else:
+                skus.append(state)
+        for state in skus:  # after the shared state: restore closes what its clock passed
+            self.engine_for(state.partition).restore(state.key, state.snapshot)
+            self._applied[state.key] = dict(state.applied)
+            self._partition_of[state.key] = state.partition
+            restored += 1
+        metrics.STATE_RESTORES.inc(restored)
+        metrics.ACTIVE_SKUS.set(len(self._partition_of))
+        return restored
+
+    def _snapshot(self, engine: Engine, sku: str, partition: int, now: int) -> bytes:
+        state = StoredState(
+            key=sku,
+            partition=partition,
+            snapshot=engine.snapshot(sku),
+            applied=self._applied.get(sku, {}),
+            saved_at=now,
+        )
+        return sign_state(state, self._secret)
+
+    # -- one batch ---------------------------------------------------------------------
+
+    def handle(self, batch: RecordBatch) -> BatchOutcome:
+        """Decode, de-duplicate, decide and prepare everything one batch produces."""
+        started = time.perf_counter()
+        settings = self.settings
+        outcome = BatchOutcome()
+        signal = self._signals[batch.topic]
+        now = self._clock()
+        tp_key = applied_key(batch.topic, batch.partition)
+        events: list[ShopEvent] = []
+        last_offset: dict[str, int] = {}
+        applied = self._applied
+        partitions = self._partition_count(batch.topic) if self._partition_count else None
+        home = self._home
+        for offset, key, raw in batch:
+            decoded = decode_event(raw, signal, now_ms=now, max_future_ms=self._max_future_ms)
+            if isinstance(decoded, Invalid):
+                self._dead_letter(
+                    outcome, batch, offset=offset, key=key, raw=raw, invalid=decoded, now=now
+                )
+                continue
+            sku = decoded.sku
+            if partitions:
+                expected = home.get((sku, partitions))
+                if expected is None:
+                    expected = home[(sku, partitions)] = home_partition(sku, partitions)
+                if expected != batch.partition:
+                    detail = (
+                        f"SKU {sku!r} belongs to partition {expected} of {partitions}; "
+                        "key input messages by SKU with the default partitioner"
+                    )
+                    misplaced = Invalid(WRONG_PARTITION, detail)
+                    self._dead_letter(
+                        outcome, batch, offset=offset, key=key, raw=raw, invalid=misplaced, now=now
+                    )
+                    continue
+            seen = applied.get(sku)
+            if seen is not None and offset <= seen.get(tp_key, -1):
+                outcome.duplicates += 1
+                continue
+            events.append(decoded)
+            last_offset[sku] = offset
+        if outcome.duplicates:
+            metrics.DUPLICATE_EVENTS.inc(outcome.duplicates)
+        if events:
+            metrics.EVENTS_CONSUMED.labels(signal.value).inc(len(events))
+
+        engine = self.engine_for(batch.partition)
+        result = engine.process(events, now_ms=now)
+
+        for sku, offset in last_offset.items():
+            applied.setdefault(sku, {})[tp_key] = offset
+            self._partition_of[sku] = batch.partition
+        written = result.touched_skus | last_offset.keys()
+        self._collect_writes(
+            engine=engine,
+            partition=batch.partition,
+            skus=written,
+            result=result,
+            now=now,
+            outcome=outcome,
+        )
+
+        published_at = self._clock()
+        for trigger in result.triggers:
+            outcome.messages.append(self._trigger_message(trigger))
+            metrics.TRIGGERS.labels(trigger.reason.value, trigger.tier.value).inc()
+            if trigger.first_event_at is not None:
+                latency = (published_at - trigger.first_event_at) / 1000
+                metrics.TRIGGER_LATENCY.observe(max(latency, 0.0))
+        outcome.triggers = list(result.triggers)
+        for record in result.forecasts:
+            if settings.publish_forecasts:
+                outcome.messages.append(
+                    Outgoing(
+                        settings.topic_forecasts,
+                        record.sku.encode(),
+                        encode_forecast(record),
+                        [("content-type", CONTENT_TYPE_JSON)],
+                    )
+                )
+            metrics.FORECAST_ABS_ERROR.labels(record.signal.value).observe(
+                abs(record.forecast - record.actual)
+            )
+            metrics.WINDOWS_CLOSED.labels(record.signal.value).inc()
+            metrics.WINDOW_CLOSE_LAG.observe(max((now - record.window_end) / 1000, 0.0))
+        if result.model_updates:
+            metrics.MODEL_UPDATES.inc(result.model_updates)
+        outcome.forecasts = list(result.forecasts)
+
+        metrics.EVENTS_COUNTED.inc(result.counted)
+        if result.late:
+            metrics.LATE_EVENTS.inc(result.late)
+        metrics.ACTIVE_SKUS.set(len(self._partition_of))
+        metrics.BATCH_EVENTS.observe(len(batch))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        return outcome
+
+    def _collect_writes(
+        self,
+        *,
+        engine: Engine,
+        partition: int,
+        skus: set[str],
+        result: Any,
+        now: int,
+        outcome: BatchOutcome,
+    ) -> None:
+        for sku in sorted(skus):
+            try:
+                outcome.state_writes[sku] = self._snapshot(engine, sku, partition, now)
+            except KeyError:  # every event of a new SKU was late: nothing to keep
+                continue
+        # SKUs the engine forgot (no events for its retention): delete their state.
+        for sku in sorted(result.expired_skus):
+            outcome.state_deletes.append(sku)
+            self._applied.pop(sku, None)
+            self._partition_of.pop(sku, None)
+        last_shared = self._shared_saved_at.get(partition)
+        if last_shared is None or now - last_shared >= SHARED_SNAPSHOT_EVERY_MS:
+            key = shared_key(partition)
+            state = StoredState(key, partition, engine.snapshot_shared(), {}, now)
+            outcome.state_writes[key] = sign_state(state, self._secret)
+            self._shared_saved_at[partition] = now
+        if outcome.state_writes:
+            metrics.STATE_WRITES.inc(len(outcome.state_writes))
+
+    def _dead_letter(
+        self,
+        outcome: BatchOutcome,
+        batch: RecordBatch,
+        *,
+        offset: int,
+        key: bytes | None,
+        raw: bytes | None,
+        invalid: Invalid,
+        now: int,
+    ) -> None:
+        letter = DeadLetter(
+            reason=invalid.reason,
+            detail=invalid.detail,
+            source_topic=batch.topic,
+            source_partition=batch.partition,
+            source_offset=offset,
+            raw=raw or b"",
+            failed_at=now,
+        )
+        outcome.messages.append(
+            Outgoing(
+                self.settings.topic_dead_letters,
+                key,
+                encode_dead_letter(letter),
+                [("content-type", CONTENT_TYPE_JSON)],
+            )
+        )
+        metrics.INVALID_EVENTS.labels(invalid.reason).inc()
+        outcome.dead_letters += 1
+
+    def _trigger_message(self, trigger: Trigger) -> Outgoing:
+        headers = cloudevent_headers(
+            trigger.trigger_id,
+            CE_TYPE_TRIGGER,
+            self._source,
+            trigger.decided_at,
+            trigger.sku,
+        )
+        return Outgoing(
+            self.settings.topic_triggers, trigger.sku.encode(), encode_trigger(trigger), headers
+        )

@@ -1,0 +1,230 @@
+"""The batch handler with fake records and a stand-in engine: no broker, no Faust."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from app.events import Signal
+from app.metrics import REGISTRY
+from app.streaming.processor import BatchProcessor, home_partition
+from app.streaming.records import RecordBatch
+from app.streaming.state import shared_key, verify_state
+
+T0 = 1_795_000_000_000
+CART = "in.cart-adds"
+SEARCHES = "in.searches"
+
+MakeProcessor = Callable[..., BatchProcessor]
+
+
+def cart_adds(sku: str, count: int, *, first_offset: int = 0) -> list[tuple[int, bytes, bytes]]:
+    return [
+        (first_offset + i, sku.encode(), orjson.dumps({"ts": T0, "sku": sku})) for i in range(count)
+    ]
+
+
+def batch_of(topic: str, partition: int, records: list[Any]) -> RecordBatch:
+    return RecordBatch(
+        topic=topic,
+        partition=partition,
+        offsets=[offset for offset, _, _ in records],
+        keys=[key for _, key, _ in records],
+        values=[value for _, _, value in records],
+    )
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_surge_of_cart_adds_publishes_one_trigger_with_cloudevents_headers(
+    make_processor: MakeProcessor,
+) -> None:
+    processor = make_processor()
+    before = metric("surge_triggers_total", reason="cart_surge", tier="second")
+
+    outcome = processor.handle(batch_of(CART, 2, cart_adds("SKU-1", 25)))
+
+    triggers = [m for m in outcome.messages if m.topic == "out.triggers"]
+    assert len(triggers) == 1
+    message = triggers[0]
+    body = orjson.loads(message.value)
+    assert message.key == b"SKU-1"
+    assert body["reason"] == "cart_surge"
+    headers = dict(message.headers)
+    assert headers["ce_id"] == body["trigger_id"].encode()
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_type"] == b"com.surge.replenish.trigger"
+    assert headers["ce_source"] == b"/surge-replenishment/surge-test"
+    assert headers["ce_time"] == body["decided_at"].encode()
+    assert headers["content-type"] == b"application/json"
+    assert metric("surge_triggers_total", reason="cart_surge", tier="second") == before + 1
+    assert processor.engine_for(2).process_calls == 1  # type: ignore[attr-defined]
+
+
+def test_invalid_messages_go_to_dead_letters_with_reason_origin_and_original_bytes(
+    make_processor: MakeProcessor,
+) -> None:
+    processor = make_processor()
+    before = metric("surge_invalid_events_total", reason="not_json")
+    records = [
+        (7, b"k", b"not json"),
+        (8, b"k", b'{"sku": "A"}'),
+        (9, None, None),
+        (10, b"A", orjson.dumps({"ts": T0, "sku": "A"})),
+    ]
+
+    outcome = processor.handle(batch_of(CART, 1, records))
+
+    letters = [orjson.loads(m.value) for m in outcome.messages if m.topic == "out.dead-letters"]
+    assert [(d["reason"], d["source_offset"]) for d in letters] == [
+        ("not_json", 7),
+        ("missing_field:ts", 8),
+        ("empty", 9),
+    ]
+    assert letters[0]["raw"] == "not json"
+    assert {d["source_topic"] for d in letters} == {CART}
+    assert {d["source_partition"] for d in letters} == {1}
+    assert metric("surge_invalid_events_total", reason="not_json") == before + 1
+    assert processor.engine_for(1).count("A", Signal.CART_ADD) == 1  # type: ignore[attr-defined]
+
+
+def test_state_is_written_once_per_touched_sku_of_the_batch_partition(
+    make_processor: MakeProcessor,
+) -> None:
+    processor = make_processor()
+    records = cart_adds("A", 3) + cart_adds("B", 2, first_offset=3)
+
+    outcome = processor.handle(batch_of(CART, 0, records))
+
+    assert set(outcome.state_writes) == {"A", "B", shared_key(0)}
+    state = verify_state("A", outcome.state_writes["A"], b"test-key")
+    assert state.partition == 0
+    assert state.applied == {f"{CART}:0": 2}
+    assert verify_state("B", outcome.state_writes["B"], b"test-key").applied == {f"{CART}:0": 4}
+
+
+def test_redelivered_records_after_a_restart_are_not_counted_twice(
+    make_processor: MakeProcessor,
+) -> None:
+    first = make_processor()
+    table: dict[str, bytes] = {}
+    table.update(first.handle(batch_of(CART, 3, cart_adds("A", 10))).state_writes)
+    table.update(
+        first.handle(batch_of(SEARCHES, 3, [(0, b"A", b'{"ts":%d,"sku":"A"}' % T0)])).state_writes
+    )
+    duplicates_before = metric("surge_duplicate_events_skipped_total")
+
+    # crash before the offset commit: the worker restarts from the table and Kafka
+    # re-delivers offsets 5..9 together with new ones 10..14
+    restarted = make_processor()
+    assert restarted.reset(table.items(), {3}) == 1
+    restarted.handle(batch_of(CART, 3, cart_adds("A", 10, first_offset=5)))
+
+    assert restarted.engine_for(3).count("A", Signal.CART_ADD) == 15  # type: ignore[attr-defined]
+    assert restarted.engine_for(3).count("A", Signal.SEARCH) == 1  # type: ignore[attr-defined]
+    assert metric("surge_duplicate_events_skipped_total") == duplicates_before + 5
+
+
+def test_a_snapshot_with_a_bad_signature_is_rejected_and_the_sku_starts_cold(
+    make_processor: MakeProcessor,
+) -> None:
+    first = make_processor()
+    table = dict(
+        first.handle(
+            batch_of(CART, 0, cart_adds("A", 4) + cart_adds("B", 4, first_offset=4))
+        ).state_writes
+    )
+    tampered = bytearray(table["A"])
+    tampered[-1] ^= 0xFF
+    table["A"] = bytes(tampered)
+    failures_before = metric("surge_snapshot_signature_failures_total")
+
+    restarted = make_processor()
+    assert restarted.reset(table.items(), {0}) == 1
+
+    assert metric("surge_snapshot_signature_failures_total") == failures_before + 1
+    assert restarted.engine_for(0).count("A", Signal.CART_ADD) == 0  # type: ignore[attr-defined]
+    assert restarted.engine_for(0).count("B", Signal.CART_ADD) == 4  # type: ignore[attr-defined]
+
+
+def test_a_snapshot_signed_with_another_key_is_rejected(make_processor: MakeProcessor) -> None:
+    other = make_processor(snapshot_hmac_key=SecretStr("another-key"))
+    table = dict(other.handle(batch_of(CART, 0, cart_adds("A", 4))).state_writes)
+
+    restarted = make_processor()
+    assert restarted.reset(table.items(), {0}) == 0
+
+
+def test_reset_keeps_only_the_assigned_partitions(make_processor: MakeProcessor) -> None:
+    first = make_processor()
+    table: dict[str, bytes] = {}
+    table.update(first.handle(batch_of(CART, 0, cart_adds("A", 2))).state_writes)
+    table.update(first.handle(batch_of(CART, 1, cart_adds("B", 2))).state_writes)
+
+    restarted = make_processor()
+    assert restarted.reset(table.items(), {1}) == 1
+    assert restarted.engine_for(1).count("B", Signal.CART_ADD) == 2  # type: ignore[attr-defined]
+    assert restarted.engine_for(0).count("A", Signal.CART_ADD) == 0  # type: ignore[attr-defined]
+
+
+def test_closed_windows_publish_forecasts_unless_disabled(make_processor: MakeProcessor) -> None:
+    later = orjson.dumps({"ts": T0 + 120_000, "sku": "A"})
+    for publish, expected in ((True, 1), (False, 0)):
+        processor = make_processor(publish_forecasts=publish)
+        processor.handle(batch_of(CART, 0, cart_adds("A", 3)))
+        outcome = processor.handle(batch_of(CART, 0, [(3, b"A", later)]))
+        assert len(outcome.forecasts) == 1
+        assert outcome.forecasts[0].actual == 3
+        published = [m for m in outcome.messages if m.topic == "out.forecasts"]
+        assert len(published) == expected
+
+
+@pytest.mark.parametrize("late_offset", [5])
+def test_events_too_late_are_counted_as_late_not_errors(
+    make_processor: MakeProcessor, late_offset: int
+) -> None:
+    processor = make_processor()
+    late_before = metric("surge_late_events_total")
+    processor.handle(batch_of(CART, 0, [(0, b"A", orjson.dumps({"ts": T0 + 600_000, "sku": "A"}))]))
+    outcome = processor.handle(batch_of(CART, 0, cart_adds("A", 1, first_offset=late_offset)))
+    assert outcome.dead_letters == 0
+    assert metric("surge_late_events_total") == late_before + 1
+
+
+def test_a_partition_catching_up_never_makes_another_partitions_events_late(
+    make_processor: MakeProcessor,
+) -> None:
+    processor = make_processor()
+    late_before = metric("surge_late_events_total")
+    # partition 0's backlog is handled first and runs ten minutes ahead in event time
+    ahead = orjson.dumps({"ts": T0 + 600_000, "sku": "A"})
+    processor.handle(batch_of(CART, 0, [(0, b"A", ahead)]))
+
+    processor.handle(batch_of(CART, 1, cart_adds("B", 3)))
+
+    assert metric("surge_late_events_total") == late_before
+    assert processor.engine_for(1).count("B", Signal.CART_ADD) == 3  # type: ignore[attr-defined]
+
+
+def test_an_event_not_keyed_by_its_sku_is_dead_lettered_not_counted(
+    make_processor: MakeProcessor,
+) -> None:
+    processor = make_processor(partition_count=lambda topic: 4)
+    home = home_partition("A", 4)
+    wrong = (home + 1) % 4
+
+    misplaced = processor.handle(batch_of(CART, wrong, cart_adds("A", 2)))
+    placed = processor.handle(batch_of(CART, home, cart_adds("A", 3)))
+
+    letters = [orjson.loads(m.value) for m in misplaced.messages if m.topic == "out.dead-letters"]
+    assert [d["reason"] for d in letters] == ["wrong_partition", "wrong_partition"]
+    assert f"belongs to partition {home} of 4" in letters[0]["detail"]
+    assert placed.dead_letters == 0
+    assert processor.engine_for(home).count("A", Signal.CART_ADD) == 3  # type: ignore[attr-defined]
+    assert processor.engine_for(wrong).count("A", Signal.CART_ADD) == 0  # type: ignore[attr-defined]
