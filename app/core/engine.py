@@ -15,8 +15,9 @@ Window semantics, spelled out
   order within a batch), so how a stream is cut into batches does not change any count.
 * Closing is when models learn and forecast the next window. Known SKUs close empty
   windows too (zero demand is data).
-* The live check runs at the end of every batch on the still-open (partial) window and
-  does not wait for the close.
+* The live check runs at the end of every batch on every window the batch touched and
+  does not wait for the close: windows the batch closes are checked just before they
+  close, the still-open (partial) ones after.
 """
 
 from __future__ import annotations
@@ -90,8 +91,12 @@ class EngineConfig:
     window_ms: int = 300_000
     #: Allowed lateness: a window closes when the event clock reaches its end + grace.
     grace_ms: int = 60_000
-    #: A SKU with no events for this long (and nothing in flight) is forgotten.
+    #: A SKU with no events for this long (and nothing in flight) is forgotten; never
+    #: sooner than ``retention_windows`` windows (see :meth:`retention_span_ms`).
     retention_ms: int = 2 * 24 * HOUR_MS
+    #: Windows a SKU is kept without events at least (2 days are only 2 daily windows:
+    #: sparse SKUs would restart cold at every sale).
+    retention_windows: int = 14
     #: EWMA weight of the newest window in a series' level.
     level_alpha: float = 0.1
     #: SGD learning rate of every River model (features are standardised).
@@ -116,6 +121,9 @@ class EngineConfig:
     min_history_windows: int = 3
     #: The live check pro-rates the forecast by the elapsed share of the window, at least this.
     min_elapsed_fraction: float = 0.1
+    #: Surge quantities extrapolate the excess seen in a partial window to a whole window
+    #: by at most this factor (one bulky order early in a long window is not a rate).
+    max_extrapolation: float = 2.0
     #: Forecasts are clipped to this multiple of the series' recent maximum (+1).
     forecast_cap_multiple: float = 4.0
     #: Forecast error assumed before any is measured (relative standard deviation).
@@ -140,6 +148,20 @@ class EngineConfig:
             raise ValueError("retention_ms must be at least one window")
         if not 0.0 < self.min_elapsed_fraction <= 1.0:
             raise ValueError("min_elapsed_fraction must be in (0, 1]")
+        if self.max_extrapolation < 1.0:
+            raise ValueError("max_extrapolation must be at least 1")
+        if self.retention_windows < 1:
+            raise ValueError("retention_windows must be at least 1")
+
+    def retention_span_ms(self) -> int:
+        """How long a SKU without events is kept: ``retention_ms``, at least 14 windows.
+
+        >>> EngineConfig().retention_span_ms() // HOUR_MS  # 5-minute windows: 2 days
+        48
+        >>> EngineConfig(window_ms=24 * HOUR_MS).retention_span_ms() // (24 * HOUR_MS)
+        14
+        """
+        return max(self.retention_ms, self.retention_windows * self.window_ms)
 
 
 @dataclass(slots=True)
@@ -231,6 +253,40 @@ def trigger_id(sku: str, region: str, reason: TriggerReason | str, window_start:
     """
     text = f"{sku}|{region}|{TriggerReason(reason).value}|{window_start}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def surge_excess_units(
+    *,
+    observed: float,
+    expected: float,
+    elapsed: float,
+    max_extrapolation: float,
+    surge_windows: float,
+) -> float:
+    """Expected excess volume a live surge brings over the lead time (signal units).
+
+    The excess seen so far (``observed - expected``, ``expected`` being the forecast
+    pro-rated to the elapsed share of the window) is turned into a per-window rate by
+    dividing by the elapsed share, but never multiplied by more than
+    ``max_extrapolation``; that rate is assumed to decay over the lead time, which the
+    policy's :meth:`~app.core.policy.OrderTerms.surge_hours` sums up as ``surge_windows``
+    windows of the initial rate.
+
+    >>> # 60 seen half way through a window forecast at 20: 50 excess -> 100 a window
+    >>> surge_excess_units(observed=60, expected=10, elapsed=0.5, max_extrapolation=2,
+    ...                    surge_windows=6)
+    600.0
+    >>> # 252 units a minute into an hour forecast at 2 (pro-rated at the 0.1 floor: 0.2):
+    >>> # 251.8 excess, extrapolated x2 (not x10), over 2.8847 windows of a 2 h half-life
+    >>> round(surge_excess_units(observed=252, expected=0.2, elapsed=0.1,
+    ...                          max_extrapolation=2, surge_windows=2.8847), 1)
+    1452.7
+    """
+    excess = observed - expected
+    if not excess > 0:
+        return 0.0
+    share = max(elapsed, 1.0 / max_extrapolation)
+    return excess / share * surge_windows
 
 
 def order_quantity(need: float, terms: OrderTerms) -> tuple[int, bool]:
@@ -381,20 +437,26 @@ class Engine:
             self._state_for(sku, failures[0].ts - failures[0].ts % length, failures[0].category)
             result.touched_skus.add(sku)
 
-        self._close_due(result)
         decided_at = now_ms if now_ms is not None else clock
+        # Windows this batch closes get their live check before they close (a surge
+        # confined to one window must not slip through because the batch also carried
+        # the events that closed it); the others after the close, on fresh forecasts.
+        fired = self._live_check(
+            live={key: cell for key, cell in live.items() if key[2] < frontier},
+            decided_at=decided_at,
+            result=result,
+        )
+        self._close_due(result)
         for sku in sorted(stockouts):
             if sku in self._skus:
                 self._decide_stockout(sku, stockouts[sku], decided_at, result)
-        if live:
-            self._live_check(
-                live=live,
-                added=added,
-                events=events,
-                batch_start=batch_start,
-                decided_at=decided_at,
-                result=result,
-            )
+        fired += self._live_check(
+            live={key: cell for key, cell in live.items() if key[2] >= frontier},
+            decided_at=decided_at,
+            result=result,
+        )
+        if fired:
+            self._stamp_first_events(fired, added, events, batch_start, result)
         result.touched_skus -= result.expired_skus
         return result
 
@@ -714,7 +776,7 @@ class Engine:
             return
         cap = self.config.shared_learn_per_window
         stride = max(1, -(-len(self._skus) // cap)) if cap > 0 else 0
-        retention = self.config.retention_ms
+        retention = self.config.retention_span_ms()
         for sku in sorted(due):
             state = self._skus[sku]
             self._close_sku(sku, state, frontier, result, sample_stride=stride)
@@ -943,12 +1005,10 @@ class Engine:
         self,
         *,
         live: dict[tuple[str, str, int], list[float]],
-        added: dict[tuple[str, str, int], list[float]],
-        events: Sequence[ShopEvent],
-        batch_start: tuple[int, int],
         decided_at: int,
         result: StepResult,
-    ) -> None:
+    ) -> list[tuple[str, str, int, int, float, float, _Assessment, SkuState]]:
+        """Check the touched windows in ``live``; decide surges; return what fired."""
         cfg = self.config
         length = cfg.window_ms
         groups: dict[tuple[str, int], list[tuple[str, list[float]]]] = {}
@@ -1023,8 +1083,7 @@ class Engine:
                     elapsed=elapsed,
                     result=result,
                 )
-        if fired:
-            self._stamp_first_events(fired, added, events, batch_start, result)
+        return fired
 
     def _route(
         self,
@@ -1094,9 +1153,14 @@ class Engine:
         index = _SIGNAL_INDEX[signal]
         terms = self.policy.order_terms(sku, state.category)
         supplier = terms.supplier
+        units = surge_excess_units(
+            observed=seen.observed,
+            expected=seen.expected,
+            elapsed=elapsed,
+            max_extrapolation=self.config.max_extrapolation,
+            surge_windows=terms.surge_hours() * HOUR_MS / self.config.window_ms,
+        ) * self._conversion(state, index, rules)
         lead_windows = supplier.lead_time_hours * HOUR_MS / self.config.window_ms
-        rate_excess = max(seen.observed / elapsed - seen.forecast, 0.0)
-        units = rate_excess * self._conversion(state, index, rules) * lead_windows
         safety = self._safety_stock(state, terms, lead_windows)
         in_flight = state.ledger.in_flight(warehouse, self._clock)
         quantity, capped = order_quantity(units + safety - in_flight, terms)

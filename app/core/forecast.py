@@ -31,6 +31,8 @@ RATIO_CAP = 50.0
 Z_CAP = 3.0
 #: Lowest correction: a forecast never falls below 40 % of the level (minus 0.6) at once.
 CORRECTION_FLOOR = -0.6
+#: A forecast never falls below this share of the series' level (see :func:`bounded_forecast`).
+LEVEL_FLOOR_SHARE = 0.1
 #: Already in [-1, 1]: passed through unscaled (a shared model trained on a short span of
 #: hours would otherwise see the next hour as many standard deviations away).
 CYCLIC = frozenset({"hour_sin", "hour_cos", "day_sin", "day_cos"})
@@ -296,19 +298,28 @@ class OnlineRegressor:
 def bounded_forecast(
     history: SeriesHistory, level: float, correction: float, cap_multiple: float = 4.0
 ) -> float:
-    """Turn a correction into a forecast in ``[0, cap_multiple * (recent max + 1)]``.
+    """Turn a correction into a forecast in ``[0.1 x level, cap_multiple * (recent max + 1)]``.
+
+    The floor keeps a sparse series (level below 1.5 a window, where the lowest correction
+    ``(level + 1) x -0.6`` reaches 0) from being forecast at exactly 0 for as long as
+    a shared model keeps correcting it down: the forecast keeps a tenth of the smoothly
+    decaying level. A higher floor overrides real seasonality (shops closed at night) and
+    inflates sparse forecasts (replays: docs/DECISIONS.md, "Forecast").
 
     >>> bounded_forecast(SeriesHistory(recent_max=10.0), level=10.0, correction=0.1)
     11.1
     >>> bounded_forecast(SeriesHistory(recent_max=10.0), level=10.0, correction=50.0)
     44.0
-    >>> bounded_forecast(SeriesHistory(), level=1.0, correction=-1.0)
+    >>> bounded_forecast(SeriesHistory(recent_max=1.0), level=0.5, correction=-0.6)
+    0.05
+    >>> bounded_forecast(SeriesHistory(), level=0.0, correction=-1.0)
     0.0
     """
     value = level + (level + 1.0) * correction
     if not math.isfinite(value):
         value = level
-    return min(max(value, 0.0), cap_multiple * (history.recent_max + 1.0))
+    floor = LEVEL_FLOOR_SHARE * max(level, 0.0)
+    return min(max(value, floor), cap_multiple * (history.recent_max + 1.0))
 
 
 @dataclass(slots=True)

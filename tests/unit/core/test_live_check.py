@@ -150,3 +150,48 @@ def test_failed_payments_for_other_reasons_are_not_demand(
         [OrderEvent(T0, "A", "x", OrderStatus.PAYMENT_FAILED, reason="card_declined")]
     )
     assert (result.counted, result.late, result.triggers) == (0, 0, [])
+
+
+def test_a_surge_confined_to_a_window_the_same_batch_closes_still_triggers(
+    make_engine: Callable[..., Engine],
+) -> None:
+    window = T0 + 10 * MINUTE
+    # One batch: a surge confined to one window (60 vs 20 a window), then steady orders
+    # of the next two windows, whose first event already closes the surge window.
+    batch = (
+        _orders("A", window + 20_000, 60, "surge")
+        + _orders("A", window + MINUTE + 1_000, STEADY, "next")
+        + _orders("A", window + 2 * MINUTE + 1_000, STEADY, "after")
+    )
+    whole = make_engine()
+    _steady_orders(whole)
+    result = whole.process(batch)
+    assert [t.reason for t in result.triggers] == [TriggerReason.ORDER_SURGE]
+    (trigger,) = result.triggers
+    # Checked as a whole window before it closed: 60 vs the full window's 20.
+    assert (trigger.window_start, trigger.observed, trigger.forecast) == (window, 60, 20)
+    # Stamped at the order that crossed the bar, inside the surge (not at the batch's end).
+    assert window + 20_025 < trigger.first_event_at < window + 20_060
+    # Cut anywhere else, the same decision carries the same id.
+    for cut in (60, 61, 80):
+        engine = make_engine()
+        _steady_orders(engine)
+        first = engine.process(batch[:cut]).triggers
+        second = engine.process(batch[cut:]).triggers
+        assert [t.trigger_id for t in first + second] == [trigger.trigger_id]
+
+
+def test_a_surge_window_passed_over_by_a_late_batch_is_checked_before_it_closes(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # The service after a pause: one batch spans the surge window and several later ones.
+    engine = make_engine()
+    _steady_orders(engine)
+    window = T0 + 10 * MINUTE
+    batch = _orders("A", window + 5_000, 50, "surge") + _orders("A", window + 5 * MINUTE, 1, "x")
+    (trigger,) = engine.process(batch).triggers
+    assert (trigger.window_start, trigger.observed, trigger.reason) == (
+        window,
+        50,
+        TriggerReason.ORDER_SURGE,
+    )

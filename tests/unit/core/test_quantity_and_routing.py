@@ -4,12 +4,22 @@ Policy (conftest): supplier S-12 delivers in 0.1 h (= 6 one-minute windows) and 
 200,000 a day (833 within the lead time, 830 in packs of 10); SLOW-1 uses S-slow:
 6 h lead time, 4,800 a day (1,200 within the lead time). Packs of 10, min 10, max 5,000.
 Steady traffic is exact, so forecasts are exact, the forecast error is 0 and so is the
-safety stock: quantity = (observed / elapsed - forecast) x lead-time windows - in flight.
+safety stock, and the quantity is
+
+    (observed - elapsed x forecast) / max(elapsed, 1 / 2)     excess rate per window
+    x h / ln 2 x (1 - 2^(-L / h)) / window                    surge windows (half-life h)
+    - in flight, in packs of 10, clamped.
+
+With the default half-life h = 2 h and S-12's L = 0.1 h, a surge adds up to 5.897
+windows of its initial excess rate (a non-decaying one would give 6).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+
+import pytest
 
 from app.core import Engine
 from app.events.model import OrderEvent, OrderStatus, Trigger, TriggerReason
@@ -18,6 +28,25 @@ MINUTE = 60_000
 T0 = 1_699_999_200_000
 SURGE_WINDOW = T0 + 10 * MINUTE
 HALF_WAY = SURGE_WINDOW + 30_000  # elapsed share of the window: exactly 0.5
+
+
+def _surge_windows(lead_hours: float, half_life_hours: float = 2.0) -> float:
+    """Windows (1 minute) of the initial excess rate a decaying surge adds up to."""
+    hours = half_life_hours / math.log(2) * (1 - 2 ** (-lead_hours / half_life_hours))
+    return hours * 60
+
+
+def _packs(units: float) -> int:
+    return math.ceil(units / 10) * 10
+
+
+def _policy_with_half_life(hours: float) -> str:
+    return f"""
+regions: {{east: WH-east, west: WH-west}}
+suppliers: {{S-12: {{lead_time_hours: 0.1, capacity_per_day: 200000}}}}
+defaults: {{supplier: S-12, pack_size: 10, min_order: 10, max_order: 5000,
+            surge_half_life_hours: {hours}}}
+"""
 
 
 def _steady(engine: Engine, sku: str, regions: tuple[str, ...], per_window: int = 20) -> None:
@@ -46,10 +75,39 @@ def test_quantity_is_excess_over_the_lead_time(make_engine: Callable[..., Engine
     engine = make_engine()
     _steady(engine, "A", ("east",))
     (trigger,) = _surge(engine, "A", {"east": 60})
-    # 60 in half a window = 120 a window vs 20 forecast: 100 excess x 6 windows = 600.
+    # 60 in half a window vs 10 expected: 50 excess / 0.5 = 100 a window, decaying with
+    # a 2 h half-life over the 0.1 h lead time: 100 x 5.897 = 589.7 -> 590 in packs of 10.
     assert (trigger.observed, trigger.forecast, trigger.ratio) == (60, 10, 6)
-    assert (trigger.quantity, trigger.capped_by_capacity) == (600, False)
-    assert engine.in_flight("A", "WH-east") == 600
+    assert _surge_windows(0.1) == pytest.approx(5.8973, abs=1e-4)
+    assert (trigger.quantity, trigger.capped_by_capacity) == (_packs(100 * 5.8973), False)
+    assert trigger.quantity == 590
+    assert engine.in_flight("A", "WH-east") == 590
+
+
+def test_an_early_bulky_surge_is_extrapolated_at_most_twofold(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    _steady(engine, "A", ("east",))
+    early = SURGE_WINDOW + 3_000  # 5 % into the window; the check's floor makes it 10 %
+    batch = [OrderEvent(early, "A", f"s{i}", OrderStatus.PAID, region="east") for i in range(60)]
+    (trigger,) = engine.process(batch).triggers
+    # Expected 0.1 x 20 = 2; excess 58. Extrapolated by the elapsed share this would be
+    # 580 a window (3,480 over the lead time); bounded at x2 it is 116 a window.
+    assert (trigger.observed, trigger.forecast) == (60, 2)
+    assert trigger.quantity == _packs(116 * _surge_windows(0.1)) == 690
+
+
+def test_the_surge_half_life_is_a_policy_setting(make_engine: Callable[..., Engine]) -> None:
+    short = make_engine(_policy_with_half_life(0.05))
+    _steady(short, "A", ("east",))
+    (trigger,) = _surge(short, "A", {"east": 60})
+    # h = 3 min: 0.05 / ln 2 x (1 - 2^-2) h = 3.246 windows: 100 x 3.246 = 324.6 -> 330.
+    assert trigger.quantity == _packs(100 * _surge_windows(0.1, 0.05)) == 330
+    flat = make_engine(_policy_with_half_life(1e6))
+    _steady(flat, "A", ("east",))
+    (trigger,) = _surge(flat, "A", {"east": 60})
+    assert trigger.quantity == 600  # no decay: 100 a window for all 6 windows of the lead time
 
 
 def test_stock_in_flight_is_subtracted(make_engine: Callable[..., Engine]) -> None:
@@ -65,11 +123,11 @@ def test_stock_in_flight_is_subtracted(make_engine: Callable[..., Engine]) -> No
     )
     assert planned is not None and planned.quantity == 250 and planned.warehouse == "WH-east"
     (trigger,) = _surge(engine, "A", {"east": 60})
-    assert (trigger.quantity, trigger.capped_by_capacity) == (600 - 250, False)
+    assert (trigger.quantity, trigger.capped_by_capacity) == (590 - 250, False)
     assert "after 250 in flight" in trigger.explanation
     # Once the lead time has passed the pre-warm stock is no longer in flight.
     assert engine.ledger("A") is not None
-    assert engine.ledger("A").in_flight("WH-east", SURGE_WINDOW + 6 * MINUTE) == 350  # type: ignore[union-attr]
+    assert engine.ledger("A").in_flight("WH-east", SURGE_WINDOW + 6 * MINUTE) == 340  # type: ignore[union-attr]
 
 
 def test_supplier_capacity_within_the_lead_time_clamps_the_order(
@@ -78,7 +136,9 @@ def test_supplier_capacity_within_the_lead_time_clamps_the_order(
     engine = make_engine()
     _steady(engine, "SLOW-1", ("east",))
     (trigger,) = _surge(engine, "SLOW-1", {"east": 60})
-    # 100 excess a window x 360 windows = 36,000 -> max order 5,000 -> capacity 4,800/day x 6 h.
+    # 100 excess a window x 151.5 windows (6 h lead time, 2 h half-life: 2.525 h) = 15,148
+    # -> max order 5,000 -> capacity 4,800/day x 6 h = 1,200.
+    assert 100 * _surge_windows(6) > 5_000
     assert (trigger.quantity, trigger.capped_by_capacity) == (1_200, True)
     assert trigger.supplier == "S-slow" and trigger.lead_time_hours == 6
     assert "capped by supplier capacity" in trigger.explanation
@@ -90,7 +150,8 @@ def test_a_surge_in_one_region_goes_to_that_regions_warehouse(
     engine = make_engine()
     _steady(engine, "B", ("east", "west"))
     (trigger,) = _surge(engine, "B", {"east": 40})
-    # East: 80 a window vs 20 -> 60 x 6 = 360.
+    # East: 80 a window vs 20 -> 60 x 5.897 = 353.8 -> 360.
+    assert _packs(60 * _surge_windows(0.1)) == 360
     assert (trigger.region, trigger.warehouse, trigger.quantity) == ("east", "WH-east", 360)
 
 
@@ -100,9 +161,9 @@ def test_a_surge_in_several_regions_goes_to_the_central_warehouse(
     engine = make_engine()
     _steady(engine, "B", ("east", "west"))
     (trigger,) = _surge(engine, "B", {"east": 40, "west": 40})
-    # All regions: 160 a window vs 40 -> 120 x 6 = 720.
+    # All regions: 160 a window vs 40 -> 120 x 5.897 = 707.7 -> 710.
     assert (trigger.region, trigger.warehouse) == ("east+west", "WH-central")
-    assert (trigger.observed, trigger.forecast, trigger.quantity) == (80, 20, 720)
+    assert (trigger.observed, trigger.forecast, trigger.quantity) == (80, 20, 710)
     assert "in east and west since" in trigger.explanation
 
 

@@ -8,6 +8,7 @@ engine, then the planner on the event clock with that batch's closed windows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from app.core import Engine, EngineConfig, parse_policy
@@ -123,11 +124,13 @@ def test_a_launch_gets_one_pre_warm_72_hours_ahead_and_a_smaller_surge_order() -
         assert found.window_start == LAUNCH
         return found
 
-    # 200 orders in half a window: 400 a window, 380 above the forecast of 20, over the
-    # 2 h lead time (8 windows) = 3040 units.
-    assert surge(without).quantity == 3040
+    # 200 orders in half a window vs 10 expected: 380 a window above the forecast, decaying
+    # with the default 2 h half-life over the 2 h lead time: 2 / ln 2 x (1 - 2^-1) h =
+    # 5.771 windows -> 2192.9 units -> 2200 in packs of 10 (see app.core.engine).
+    excess = 380 * 2 / math.log(2) * (1 - 2**-1) * 4
+    assert surge(without).quantity == math.ceil(excess / 10) * 10 == 2200
     # The pre-warm's 1260 units are earmarked for the launch: still counted in flight.
-    assert surge(with_calendar).quantity == 3040 - 1260 == 1780
+    assert surge(with_calendar).quantity == math.ceil((excess - 1260) / 10) * 10 == 940
     assert surge(with_calendar).explanation.endswith(", after 1260 in flight")
 
 
