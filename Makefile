@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy app
@@ -51,7 +51,14 @@ kafka-up: $(STAMP)
 kafka-down: $(STAMP)
 	$(BIN)/surge kafka down
 
-bench: $(STAMP)
+# The bench extra (Quix Streams) goes into the same venv, on top of the test extra.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH)
 
 clean:
