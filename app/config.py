@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     topic_replication_factor: int = Field(default=1, ge=1)
     broker_session_timeout_seconds: float = Field(default=30.0, gt=0)
     broker_heartbeat_interval_seconds: float = Field(default=3.0, gt=0)
+    # First tier in the worker: how often idle partitions run the planner (wall clock),
+    # and how long before an event's start its pre-warm fires (DESIGN §6).
+    idle_tick_seconds: float = Field(default=30.0, gt=0)
+    pre_warm_lead_hours: float = Field(default=72.0, gt=0)
 
     # Decision windows; margins, minimum volumes and evidence live in the policy file
     window_seconds: int = Field(default=300, ge=1)

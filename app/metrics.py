@@ -138,6 +138,40 @@ COMMITS = Counter(
     registry=REGISTRY,
 )
 
+# First tier (calendar and planner) in the worker.
+CALENDAR_RECORDS = Counter(
+    "surge_calendar_records_total",
+    "Calendar topic records applied to the calendar in force, by kind (update, deletion).",
+    ["kind"],
+    registry=REGISTRY,
+)
+INVALID_CALENDAR_RECORDS = Counter(
+    "surge_invalid_calendar_records_total",
+    "Calendar topic records sent to the dead-letter topic, by machine-readable reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+CALENDAR_ENTRIES = Gauge(
+    "surge_calendar_entries",
+    "Entries (events and schedules) in the calendar in force: the file plus the topic.",
+    registry=REGISTRY,
+)
+IDLE_TICKS = Counter(
+    "surge_idle_ticks_total",
+    "Idle-timer ticks handled: the first-tier planner ran for a partition without traffic.",
+    registry=REGISTRY,
+)
+FIRST_TIER_SUPPRESSED = Counter(
+    "surge_first_tier_suppressed_total",
+    "First-tier occurrences that came due but needed no order (stock in flight covers them).",
+    registry=REGISTRY,
+)
+PLANNER_RESTORE_FAILURES = Counter(
+    "surge_planner_restore_failures_total",
+    "Signed planner states that could not be loaded (the planner restarts empty).",
+    registry=REGISTRY,
+)
+
 
 def render() -> tuple[bytes, str]:
     """The registry in the Prometheus text format, with its content type."""

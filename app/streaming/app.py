@@ -17,7 +17,15 @@ from faust.web import Request, Response, View
 
 from app import metrics
 from app.config import ProcessingGuarantee, SaslMechanism, SecurityProtocol, Settings
-from app.streaming.processor import BatchOutcome, BatchProcessor
+from app.core.calendar import Calendar, CalendarError, load_calendar
+from app.streaming.calendar_feed import CalendarFeed, CalendarReader
+from app.streaming.processor import (
+    BatchOutcome,
+    BatchProcessor,
+    Outgoing,
+    tick_topic_name,
+    wall_clock_ms,
+)
 from app.streaming.records import RecordBatch
 from app.streaming.transport import SCHEME, BatchConsumer, register
 
@@ -25,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 STATE_TABLE = "sku-state"
 QUIET_LOGGERS = ("faust", "aiokafka", "mode")
+#: Idle ticks are only a wake-up signal: an hour of them is more than enough to keep.
+TICK_RETENTION_MS = 3_600_000
+TOPIC_READY_TIMEOUT_SECONDS = 60.0
 
 
 class ConfigurationError(RuntimeError):
@@ -75,6 +86,79 @@ def broker_credentials(settings: Settings) -> Any:
     )
 
 
+async def ensure_tick_topic(settings: Settings) -> None:
+    """Create the idle-tick topic (co-partitioned with the inputs) if it does not exist.
+
+    Done before the worker subscribes, so that the first assignment already includes it
+    (a topic appearing later would cost a rebalance). Raises :class:`ConfigurationError`
+    if it, or an existing input topic, has another partition count than
+    ``topic_partitions``.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    name = tick_topic_name(settings)
+    admin = AIOKafkaAdminClient(
+        client_id=f"{settings.app_id}-admin", **settings.kafka_client_kwargs()
+    )
+    await admin.start()
+    try:
+        for described in await admin.describe_topics(list(settings.input_topics)):
+            count = len(described.get("partitions") or [])
+            if described.get("error_code") == 0 and count != settings.topic_partitions:
+                raise ConfigurationError(
+                    f"input topic {described.get('topic')} has {count} partitions, not "
+                    f"topic_partitions={settings.topic_partitions}: the state table, the idle "
+                    "ticks and the input must be co-partitioned (set SURGE_TOPIC_PARTITIONS)"
+                )
+        topic = NewTopic(
+            name=name,
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            topic_configs={"retention.ms": str(TICK_RETENTION_MS), "cleanup.policy": "delete"},
+        )
+        response = await admin.create_topics([topic])
+        errors = [error for _name, error, *_ in response.topic_errors if error not in (0, 36)]
+        if errors:  # 36: it exists already
+            raise RuntimeError(f"creating topic {name} failed with error codes {errors}")
+        deadline = time.monotonic() + TOPIC_READY_TIMEOUT_SECONDS
+        while True:
+            [described] = await admin.describe_topics([name])
+            partitions = described.get("partitions") or []
+            if described.get("error_code") == 0 and partitions:
+                if len(partitions) != settings.topic_partitions:
+                    raise ConfigurationError(
+                        f"topic {name} has {len(partitions)} partitions, not "
+                        f"topic_partitions={settings.topic_partitions}; delete it (it only "
+                        "holds idle ticks) or set SURGE_TOPIC_PARTITIONS to the inputs' count"
+                    )
+                if all(p["leader"] >= 0 for p in partitions):
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {name} has no leader for every partition")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+def prepare_topics(settings: Settings) -> None:
+    """Run :func:`ensure_tick_topic` on a loop of its own (before Faust starts its own)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ensure_tick_topic(settings))
+    finally:
+        loop.close()
+
+
+def initial_calendar(settings: Settings) -> Calendar:
+    """The calendar file's entries, or an empty calendar (the topic adds to it)."""
+    if settings.calendar_file is None:
+        return Calendar()
+    try:
+        return load_calendar(settings.calendar_file)
+    except CalendarError as exc:
+        raise ConfigurationError(f"calendar file: {exc}") from None
+
+
 class SurgeWorker:
     """The streaming service: one Faust app driving one decision engine."""
 
@@ -115,8 +199,14 @@ class SurgeWorker:
             value_serializer="raw",
         )
         input_topics = tuple(settings.input_topics)
-        BatchConsumer.batch_topics = frozenset(input_topics)
-        self.inputs = self.app.topic(*input_topics, key_serializer="raw", value_serializer="raw")
+        self.tick_topic = tick_topic_name(settings)
+        self.input_topics = frozenset(input_topics)
+        BatchConsumer.batch_topics = frozenset((*input_topics, self.tick_topic))
+        # The idle ticks come through the same agent as the input batches (see _idle_tick).
+        self.inputs = self.app.topic(
+            *input_topics, self.tick_topic, key_serializer="raw", value_serializer="raw"
+        )
+        self.ticks = self.app.topic(self.tick_topic, key_serializer="raw", value_serializer="raw")
         self.outputs = {
             name: self.app.topic(name, key_serializer="raw", value_serializer="raw")
             for name in (
@@ -140,6 +230,17 @@ class SurgeWorker:
         self.failure: Exception | None = None
         self._last_commit = time.monotonic()
         self.app.agent(self.inputs, name="replenish", concurrency=1)(self._agent)
+        # First tier: the calendar (file, then the compacted topic, read by every worker).
+        self.calendar = initial_calendar(settings)
+        self.calendar_reader = CalendarReader(
+            settings,
+            CalendarFeed(settings, self.calendar),
+            send=self._send,
+        )
+        self.processor.calendar = self.calendar
+        self.processor.calendar_ready = lambda: self.calendar_reader.loaded
+        self.app.task(self._read_calendar)
+        self.app.timer(interval=settings.idle_tick_seconds, name="surge-idle-tick")(self._idle_tick)
         self._add_views()
 
     def _input_partition_count(self, topic: str) -> int | None:
@@ -150,7 +251,7 @@ class SurgeWorker:
 
     def assigned_partitions(self) -> set[int]:
         """Input partition numbers this worker holds now."""
-        inputs = BatchConsumer.batch_topics
+        inputs = self.input_topics
         try:
             assignment = self.app.consumer.assignment()
         except Exception:
@@ -158,12 +259,45 @@ class SurgeWorker:
         return {tp.partition for tp in assignment if tp.topic in inputs}
 
     def is_ready(self) -> bool:
-        """Table recovery done and input partitions assigned (and not rebalancing)."""
+        """Table recovery done, calendar read, input partitions assigned (not rebalancing)."""
         app = self.app
         recovery = cast(Any, app.tables).recovery
         if app.rebalancing or not recovery.completed.is_set():
             return False
+        if not self.calendar_reader.loaded:
+            return False
         return bool(self.assigned_partitions())
+
+    # -- first tier --------------------------------------------------------------------
+
+    async def _read_calendar(self, *_: Any) -> None:
+        await self.calendar_reader.run()
+
+    async def _send(self, message: Outgoing) -> None:
+        await self.outputs[message.topic].send(
+            key=message.key, value=message.value, headers=message.headers
+        )
+
+    async def _idle_tick(self, *_: Any) -> None:
+        """Wake the planner of every assigned partition that had no batch for a while.
+
+        Faust only lets a table be written while the agent handles an event (its changelog
+        partition is the event's: faust-streaming #497). So the timer neither plans nor
+        writes: it sends a tick record to partition p of the internal tick topic, which is
+        co-partitioned with the inputs and read by the same agent; handling the tick runs
+        the planner and writes its state into partition p's changelog like any batch.
+        """
+        if not self.is_ready():
+            return
+        try:
+            now = wall_clock_ms()
+            every_ms = self.settings.idle_tick_seconds * 1000
+            for partition in sorted(self.assigned_partitions()):
+                last = self.processor.idle_since(partition)
+                if last is None or now - last >= every_ms * 0.9:
+                    await self.ticks.send(key=None, value=b"", partition=partition)
+        except Exception:  # a missed tick only delays planned orders to the next one
+            logger.exception("sending idle ticks failed")
 
     # -- the agent ---------------------------------------------------------------------
 
@@ -319,6 +453,7 @@ class SurgeWorker:
                     {
                         "ready": ready,
                         "partitions": sorted(worker.assigned_partitions()),
+                        "calendar_loaded": worker.calendar_reader.loaded,
                     },
                     status=200 if ready else 503,
                 )

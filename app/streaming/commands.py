@@ -50,14 +50,23 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so that `surge --help` does not pay for Faust.
     import faust
 
-    from app.streaming.app import ConfigurationError, SurgeWorker, quiet_framework_loggers
+    from app.streaming.app import (
+        ConfigurationError,
+        SurgeWorker,
+        prepare_topics,
+        quiet_framework_loggers,
+    )
 
     settings = settings_from_args(args)
     try:
         service = SurgeWorker(settings)
+        prepare_topics(settings)
     except ConfigurationError as exc:
         print(f"surge worker: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the broker did not answer: let the supervisor restart us
+        print(f"surge worker: cannot prepare the idle-tick topic: {exc!r}", file=sys.stderr)
+        return 1
 
     class Worker(faust.Worker):
         def on_setup_root_logger(self, root: logging.Logger, level: int) -> None:

@@ -19,7 +19,9 @@ from aiokafka.partitioner import murmur2
 
 from app import metrics
 from app.config import Settings
-from app.core import Engine, EngineConfig, Policy, load_policy
+from app.core import Engine, EngineConfig, Policy, StepResult, load_policy
+from app.core.calendar import Calendar
+from app.core.first_tier import FirstTierConfig, FirstTierPlanner
 from app.events import (
     DeadLetter,
     ForecastRecord,
@@ -35,10 +37,12 @@ from app.events import (
 from app.events.codec import iso_ms
 from app.streaming.records import RecordBatch
 from app.streaming.state import (
+    PLANNER_KEY_PREFIX,
     SHARED_KEY_PREFIX,
     SignatureError,
     StoredState,
     applied_key,
+    planner_key,
     shared_key,
     sign_state,
     verify_state,
@@ -63,6 +67,15 @@ def home_partition(sku: str, partitions: int) -> int:
     True
     """
     return (int(murmur2(sku.encode())) & 0x7FFFFFFF) % partitions
+
+
+def tick_topic_name(settings: Settings) -> str:
+    """The worker's internal idle-tick topic (co-partitioned with the input topics).
+
+    >>> tick_topic_name(Settings(app_id="surge"))
+    'surge-idle-ticks'
+    """
+    return f"{settings.app_id}-idle-ticks"
 
 
 def wall_clock_ms() -> int:
@@ -103,6 +116,32 @@ def build_engine(settings: Settings) -> Engine:
     return Engine(policy, config)
 
 
+def dead_letter_message(
+    dead_letter_topic: str,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    raw: bytes | None,
+    invalid: Invalid,
+    now: int,
+) -> Outgoing:
+    """The dead letter of one invalid record, keyed by the record's key."""
+    letter = DeadLetter(
+        reason=invalid.reason,
+        detail=invalid.detail,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        raw=raw or b"",
+        failed_at=now,
+    )
+    return Outgoing(
+        dead_letter_topic, key, encode_dead_letter(letter), [("content-type", CONTENT_TYPE_JSON)]
+    )
+
+
 def cloudevent_headers(
     ce_id: str, ce_type: str, source: str, time_ms: int, subject: str
 ) -> list[tuple[str, bytes]]:
@@ -134,6 +173,11 @@ class BatchProcessor:
     wall clock in epoch milliseconds (tests pass a fake); ``partition_count(topic)`` is the
     input topic's partition count, used to dead-letter events not keyed by their SKU (they
     would split one SKU's state over two partitions); without it nothing is checked.
+
+    First tier: one :class:`FirstTierPlanner` per partition engine runs on ``calendar``
+    after every batch of its partition and on idle ticks (:meth:`tick`), for the SKUs the
+    partition owns; its state is stored signed under ``__planner__:<partition>``. It waits
+    while ``calendar_ready()`` is false (the calendar topic is still being read).
     """
 
     def __init__(
@@ -157,6 +201,23 @@ class BatchProcessor:
         self._applied: dict[str, dict[str, int]] = {}
         self._partition_of: dict[str, int] = {}
         self._shared_saved_at: dict[int, int] = {}
+        self.tick_topic = tick_topic_name(settings)
+        self.calendar = Calendar()
+        self.calendar_ready: Callable[[], bool] = lambda: True
+        self._planner_config = FirstTierConfig(pre_warm_lead_hours=settings.pre_warm_lead_hours)
+        self._planners: dict[int, FirstTierPlanner] = {}
+        self._stepped_at: dict[int, int] = {}
+
+    def planner_for(self, partition: int) -> FirstTierPlanner:
+        """The first-tier planner of an input partition (created empty on first use)."""
+        planner = self._planners.get(partition)
+        if planner is None:
+            planner = self._planners[partition] = FirstTierPlanner(self._planner_config)
+        return planner
+
+    def idle_since(self, partition: int) -> int | None:
+        """Wall time of the partition's last planner run (None: not since the last reset)."""
+        return self._stepped_at.get(partition)
 
     def engine_for(self, partition: int) -> Engine:
         """The engine of an input partition (created empty on first use)."""
@@ -177,6 +238,8 @@ class BatchProcessor:
         self._applied = {}
         self._partition_of = {}
         self._shared_saved_at = {}
+        self._planners = {}
+        self._stepped_at = {}
         restored = 0
         skus: list[StoredState] = []
         for key, blob in stored:
@@ -190,6 +253,8 @@ class BatchProcessor:
                 continue
             if key.startswith(SHARED_KEY_PREFIX):
                 self.engine_for(state.partition).restore_shared(state.snapshot)
+            elif key.startswith(PLANNER_KEY_PREFIX):
+                self._restore_planner(state)
             else:
                 skus.append(state)
         for state in skus:  # after the shared state: restore closes what its clock passed
@@ -200,6 +265,17 @@ class BatchProcessor:
         metrics.STATE_RESTORES.inc(restored)
         metrics.ACTIVE_SKUS.set(len(self._partition_of))
         return restored
+
+    def _restore_planner(self, state: StoredState) -> None:
+        planner = self.planner_for(state.partition)
+        try:
+            planner.restore(state.snapshot)
+        except ValueError:
+            # Signed by us, so not an attack: an old format. Start empty; a pre-warm still
+            # inside its span fires again with the same trigger_id (consumers de-duplicate).
+            metrics.PLANNER_RESTORE_FAILURES.inc()
+            logger.warning("could not load the planner state of partition %d", state.partition)
+            self._planners[state.partition] = FirstTierPlanner(self._planner_config)
 
     def _snapshot(self, engine: Engine, sku: str, partition: int, now: int) -> bytes:
         state = StoredState(
@@ -215,6 +291,8 @@ class BatchProcessor:
 
     def handle(self, batch: RecordBatch) -> BatchOutcome:
         """Decode, de-duplicate, decide and prepare everything one batch produces."""
+        if batch.topic == self.tick_topic:
+            return self.tick(batch.partition)
         started = time.perf_counter()
         settings = self.settings
         outcome = BatchOutcome()
@@ -266,6 +344,10 @@ class BatchProcessor:
             applied.setdefault(sku, {})[tp_key] = offset
             self._partition_of[sku] = batch.partition
         written = result.touched_skus | last_offset.keys()
+        planned = self._plan(
+            engine, batch.partition, now, forecasts=result.forecasts, outcome=outcome
+        )
+        written |= planned.touched_skus
         self._collect_writes(
             engine=engine,
             partition=batch.partition,
@@ -275,14 +357,7 @@ class BatchProcessor:
             outcome=outcome,
         )
 
-        published_at = self._clock()
-        for trigger in result.triggers:
-            outcome.messages.append(self._trigger_message(trigger))
-            metrics.TRIGGERS.labels(trigger.reason.value, trigger.tier.value).inc()
-            if trigger.first_event_at is not None:
-                latency = (published_at - trigger.first_event_at) / 1000
-                metrics.TRIGGER_LATENCY.observe(max(latency, 0.0))
-        outcome.triggers = list(result.triggers)
+        self._add_triggers(outcome, [*result.triggers, *planned.triggers])
         for record in result.forecasts:
             if settings.publish_forecasts:
                 outcome.messages.append(
@@ -309,6 +384,83 @@ class BatchProcessor:
         metrics.BATCH_EVENTS.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         return outcome
+
+    def tick(self, partition: int) -> BatchOutcome:
+        """An idle tick of a partition: run its planner on the wall clock without events.
+
+        So that planned orders fire without traffic. It arrives through the agent like a
+        batch (see ``docs/STREAMING.md``), so its state writes land in the partition's
+        changelog partition like any batch's.
+        """
+        outcome = BatchOutcome()
+        now = self._clock()
+        engine = self.engine_for(partition)
+        metrics.IDLE_TICKS.inc()
+        planned = self._plan(engine, partition, now, forecasts=(), outcome=outcome)
+        for sku in planned.touched_skus:
+            self._partition_of[sku] = partition
+        self._collect_writes(
+            engine=engine,
+            partition=partition,
+            skus=set(planned.touched_skus),
+            result=planned,
+            now=now,
+            outcome=outcome,
+        )
+        self._add_triggers(outcome, list(planned.triggers))
+        metrics.ACTIVE_SKUS.set(len(self._partition_of))
+        return outcome
+
+    def _owner_partitions(self) -> int:
+        """The input topics' partition count (the partitioner's modulus)."""
+        if self._partition_count is not None:
+            for topic in self._signals:
+                count = self._partition_count(topic)
+                if count:
+                    return count
+        return self.settings.topic_partitions
+
+    def _plan(
+        self,
+        engine: Engine,
+        partition: int,
+        now: int,
+        *,
+        forecasts: Iterable[ForecastRecord],
+        outcome: BatchOutcome,
+    ) -> StepResult:
+        """Run the partition's first-tier planner for the SKUs the partition owns."""
+        if not self.calendar_ready():
+            return StepResult()
+        self._stepped_at[partition] = now
+        planner = self.planner_for(partition)
+        count = self._owner_partitions()
+        home = self._home
+
+        def owns(sku: str) -> bool:
+            expected = home.get((sku, count))
+            if expected is None:
+                expected = home[(sku, count)] = home_partition(sku, count)
+            return expected == partition
+
+        planned = planner.step(engine, self.calendar, now, forecasts=forecasts, owns=owns)
+        if planned.suppressed:
+            metrics.FIRST_TIER_SUPPRESSED.inc(planned.suppressed)
+        if planner.changed:
+            key = planner_key(partition)
+            state = StoredState(key, partition, planner.snapshot(), {}, now)
+            outcome.state_writes[key] = sign_state(state, self._secret)
+        return planned
+
+    def _add_triggers(self, outcome: BatchOutcome, triggers: list[Trigger]) -> None:
+        published_at = self._clock()
+        for trigger in triggers:
+            outcome.messages.append(self._trigger_message(trigger))
+            metrics.TRIGGERS.labels(trigger.reason.value, trigger.tier.value).inc()
+            if trigger.first_event_at is not None:
+                latency = (published_at - trigger.first_event_at) / 1000
+                metrics.TRIGGER_LATENCY.observe(max(latency, 0.0))
+        outcome.triggers.extend(triggers)
 
     def _collect_writes(
         self,
@@ -350,21 +502,16 @@ class BatchProcessor:
         invalid: Invalid,
         now: int,
     ) -> None:
-        letter = DeadLetter(
-            reason=invalid.reason,
-            detail=invalid.detail,
-            source_topic=batch.topic,
-            source_partition=batch.partition,
-            source_offset=offset,
-            raw=raw or b"",
-            failed_at=now,
-        )
         outcome.messages.append(
-            Outgoing(
+            dead_letter_message(
                 self.settings.topic_dead_letters,
-                key,
-                encode_dead_letter(letter),
-                [("content-type", CONTENT_TYPE_JSON)],
+                topic=batch.topic,
+                partition=batch.partition,
+                offset=offset,
+                key=key,
+                raw=raw,
+                invalid=invalid,
+                now=now,
             )
         )
         metrics.INVALID_EVENTS.labels(invalid.reason).inc()

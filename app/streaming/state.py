@@ -21,6 +21,7 @@ MAGIC = b"SRG1"
 _MAC_BYTES = 32
 _LEN = struct.Struct(">I")
 SHARED_KEY_PREFIX = "__shared__:"
+PLANNER_KEY_PREFIX = "__planner__:"
 
 
 class SignatureError(ValueError):
@@ -34,6 +35,15 @@ def shared_key(partition: int) -> str:
     '__shared__:3'
     """
     return f"{SHARED_KEY_PREFIX}{partition}"
+
+
+def planner_key(partition: int) -> str:
+    """Table key of the first-tier planner's state (fired marks, learned uplifts).
+
+    >>> planner_key(3)
+    '__planner__:3'
+    """
+    return f"{PLANNER_KEY_PREFIX}{partition}"
 
 
 def applied_key(topic: str, partition: int) -> str:

@@ -117,6 +117,10 @@ class FakeEngine:
         result.triggers.sort(key=lambda t: t.trigger_id)
         return result
 
+    @property
+    def watermark_ms(self) -> int | None:
+        return self.watermark if self.watermark >= 0 else None
+
     def advance(self, watermark_ms: int, now_ms: int | None = None) -> FakeResult:
         return self.process([], now_ms=now_ms)
 
