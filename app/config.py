@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path = Path("var/worker")
     store: str = "memory://"
+    # Kafka static group membership (KIP-345): a stable id per worker, e.g. the pod name,
+    # so a restarted worker gets its partitions back without a rebalance.
+    group_instance_id: str | None = None
     standby_replicas: int = Field(default=0, ge=0)
     processing_guarantee: ProcessingGuarantee = ProcessingGuarantee.AT_LEAST_ONCE
     snapshot_hmac_key: SecretStr = SecretStr("change-me-in-production")

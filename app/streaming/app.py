@@ -189,6 +189,7 @@ class SurgeWorker:
             broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,
             consumer_max_fetch_size=settings.max_fetch_bytes_per_partition,
             consumer_auto_offset_reset="earliest",
+            consumer_group_instance_id=settings.group_instance_id,
             web_enabled=True,
             web_host=settings.web_host,
             web_bind=settings.web_host,

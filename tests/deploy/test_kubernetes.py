@@ -312,7 +312,7 @@ def test_credentials_are_secret_references_only(rendered: list[dict[str, Any]]) 
 
 def test_pod_name_is_exposed_for_static_membership(rendered: list[dict[str, Any]]) -> None:
     env = {e["name"]: e for e in _pod(rendered)["spec"]["containers"][0]["env"]}
-    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["SURGE_GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
 def autoscaler_problems(objects: list[dict[str, Any]], settings: Settings) -> list[str]:

@@ -174,3 +174,11 @@ def test_a_batch_lost_on_its_way_to_the_agent_is_read_again_not_skipped(
     assert not in_sequence(batch(405, 450, 2))  # a gap again: seek back to 400
     assert in_sequence(batch(402, 450, 4))  # fetched after that seek: 400..401 hold no records
     assert seeks == [(tp, 200), (tp, 400)]
+
+
+def test_group_instance_id_gives_the_consumer_static_membership(
+    settings: Settings, make_processor: Callable[..., BatchProcessor]
+) -> None:
+    static = settings.model_copy(update={"group_instance_id": "surge-replenishment-1"})
+    worker = SurgeWorker(static, make_processor())
+    assert worker.app.conf.consumer_group_instance_id == "surge-replenishment-1"
