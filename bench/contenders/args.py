@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,36 @@ def write_result(path: Path, **figures: Any) -> None:
     tmp = path.with_suffix(".part")
     tmp.write_text(json.dumps(figures))
     os.replace(tmp, path)
+
+
+class Tally:
+    """Counts a slow contender's events; records progress and the final figures."""
+
+    def __init__(self, events: int, result: Path) -> None:
+        self.events = events
+        self.result = result
+        self.seen = 0
+        self.first_at = 0.0
+        self.first_cpu = 0.0
+
+    def add(self) -> bool:
+        """Count one event; true once the workload is all counted."""
+        self.seen += 1
+        if self.seen == 1:
+            self.first_at = time.time()
+            self.first_cpu = time.process_time()
+        if self.seen % PROGRESS_EVERY == 0 and self.seen < self.events:
+            self._write(progress_path(self.result))
+        if self.seen == self.events:
+            self._write(self.result)
+            return True
+        return False
+
+    def _write(self, path: Path) -> None:
+        write_result(
+            path,
+            events=self.seen,
+            first_at=self.first_at,
+            done_at=time.time(),
+            cpu_s=time.process_time() - self.first_cpu,
+        )

@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from datetime import timedelta
 from typing import Any
 
 import faust
 import orjson
 
-from bench.contenders.args import (
-    PROGRESS_EVERY,
-    WINDOW_MS,
-    parse,
-    progress_path,
-    write_result,
-)
+from bench.contenders.args import WINDOW_MS, Tally, parse
 
 QUIET_LOGGERS = ("faust", "aiokafka", "mode")
 
@@ -51,33 +44,13 @@ def build(args: Any) -> faust.App:
         .tumbling(WINDOW_MS / 1000, expires=timedelta(hours=2))
         .relative_to(event_time)
     )
-    progress = {"seen": 0, "first_at": 0.0, "first_cpu": 0.0}
+    tally = Tally(args.events, args.result)
 
     @app.agent(source)
     async def count(stream: Any) -> None:
         async for event in stream.events():
             counts[event.key.decode()] += 1
-            progress["seen"] += 1
-            seen = progress["seen"]
-            if seen == 1:
-                progress["first_at"] = time.time()
-                progress["first_cpu"] = time.process_time()
-            if seen % PROGRESS_EVERY == 0 and seen < args.events:
-                write_result(
-                    progress_path(args.result),
-                    events=seen,
-                    first_at=progress["first_at"],
-                    done_at=time.time(),
-                    cpu_s=time.process_time() - progress["first_cpu"],
-                )
-            if seen == args.events:
-                write_result(
-                    args.result,
-                    events=seen,
-                    first_at=progress["first_at"],
-                    done_at=time.time(),
-                    cpu_s=time.process_time() - progress["first_cpu"],
-                )
+            tally.add()
 
     return app
 

@@ -6,18 +6,11 @@ settings. Event time comes from the JSON ``ts`` through a timestamp extractor.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from quixstreams import Application
 
-from bench.contenders.args import (
-    PROGRESS_EVERY,
-    WINDOW_MS,
-    parse,
-    progress_path,
-    write_result,
-)
+from bench.contenders.args import WINDOW_MS, Tally, parse
 
 
 def event_time(value: Any, headers: Any, timestamp: float, timestamp_type: Any) -> int:
@@ -34,30 +27,10 @@ def main() -> None:
         state_dir=str(args.state_dir / "quix-state"),
         loglevel="WARNING",
     )
-    progress = {"seen": 0, "first_at": 0.0, "first_cpu": 0.0}
+    counted = Tally(args.events, args.result)
 
     def tally(value: Any) -> None:
-        progress["seen"] += 1
-        seen = progress["seen"]
-        if seen == 1:
-            progress["first_at"] = time.time()
-            progress["first_cpu"] = time.process_time()
-        if seen % PROGRESS_EVERY == 0 and seen < args.events:
-            write_result(
-                progress_path(args.result),
-                events=seen,
-                first_at=progress["first_at"],
-                done_at=time.time(),
-                cpu_s=time.process_time() - progress["first_cpu"],
-            )
-        if seen == args.events:
-            write_result(
-                args.result,
-                events=seen,
-                first_at=progress["first_at"],
-                done_at=time.time(),
-                cpu_s=time.process_time() - progress["first_cpu"],
-            )
+        if counted.add():
             app.stop()
 
     for name in args.topics:
