@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -17,20 +16,9 @@ import pytest
 from pydantic import SecretStr
 
 from app.config import Settings
+from app.core import StepResult
 from app.events import ForecastRecord, ShopEvent, Signal, Tier, Trigger, TriggerReason
 from app.streaming.processor import BatchProcessor
-
-
-@dataclass
-class FakeResult:
-    triggers: list[Trigger] = field(default_factory=list)
-    forecasts: list[ForecastRecord] = field(default_factory=list)
-    counted: int = 0
-    late: int = 0
-    touched_skus: set[str] = field(default_factory=set)
-    expired_skus: set[str] = field(default_factory=set)
-    windows_closed: int = 0
-    model_updates: int = 0
 
 
 class FakeEngine:
@@ -45,9 +33,9 @@ class FakeEngine:
         self.closed: dict[str, list[str]] = defaultdict(list)
         self.process_calls = 0
 
-    def process(self, events: Sequence[ShopEvent], now_ms: int | None = None) -> FakeResult:
+    def process(self, events: Sequence[ShopEvent], now_ms: int | None = None) -> StepResult:
         self.process_calls += 1
-        result = FakeResult()
+        result = StepResult()
         touched: set[tuple[str, str]] = set()
         for event in events:
             start = event.ts - event.ts % self.window_ms
@@ -121,7 +109,7 @@ class FakeEngine:
     def watermark_ms(self) -> int | None:
         return self.watermark if self.watermark >= 0 else None
 
-    def advance(self, watermark_ms: int, now_ms: int | None = None) -> FakeResult:
+    def advance(self, watermark_ms: int, now_ms: int | None = None) -> StepResult:
         return self.process([], now_ms=now_ms)
 
     def snapshot(self, sku: str) -> bytes:
