@@ -2,7 +2,10 @@
 
 ``decode_event`` returns either a typed event or an :class:`Invalid` carrying a
 machine-readable reason (``not_json``, ``missing_field:sku``, ``bad_type:ts``,
-``ts_out_of_range``, ...), which is what the dead-letter topic records.
+``ts_out_of_range``, ...), which is what the dead-letter topic records. Messages of the
+common shape (int ``ts``, plain string fields) take a fast path; anything else, and every
+error, goes through the validating path, which alone decides reasons and conversions
+(``bench/decode.py`` measures the two).
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +58,13 @@ _KNOWN: dict[Signal, frozenset[str]] = {
         {"ts", "sku", "order_id", "status", "category", "qty", "region", "reason", "amount", "user"}
     ),
 }
+# Module constants: reading ``Signal.SEARCH`` goes through the enum's class lookup.
+_SEARCH, _CART_ADD, _ORDER = Signal.SEARCH, Signal.CART_ADD, Signal.ORDER
+_SEARCH_KNOWN = _KNOWN[Signal.SEARCH]
+_CART_ADD_KNOWN = _KNOWN[Signal.CART_ADD]
+_ORDER_KNOWN = _KNOWN[Signal.ORDER]
+# Plain str keys: looking up a StrEnum member hashes in Python, a str in C.
+_STATUS_BY_TEXT: dict[str, OrderStatus] = {status.value: status for status in OrderStatus}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +195,170 @@ def _amount(obj: Mapping[str, Any]) -> float | None:
     return float(value)
 
 
+_Setter = Callable[[object, object], None]
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[_Setter, ...]:
+    """The slot descriptors' setters of a frozen dataclass, in ``names`` order.
+
+    They do what its ``__init__`` does (``object.__setattr__`` per field) at half the
+    cost; the check keeps them in step with the model.
+    """
+    if tuple(f.name for f in fields(cls)) != names or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} changed: update the codec's fast path")
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_new = object.__new__
+_S_TS, _S_SKU, _S_REGION, _S_CATEGORY, _S_QUERY, _S_USER, _S_EXTRA = _slot_setters(
+    SearchEvent, ("ts", "sku", "region", "category", "query", "user", "extra")
+)
+_C_TS, _C_SKU, _C_QTY, _C_REGION, _C_CATEGORY, _C_USER, _C_EXTRA = _slot_setters(
+    CartAddEvent, ("ts", "sku", "qty", "region", "category", "user", "extra")
+)
+(
+    _O_TS,
+    _O_SKU,
+    _O_ORDER_ID,
+    _O_STATUS,
+    _O_QTY,
+    _O_REGION,
+    _O_CATEGORY,
+    _O_REASON,
+    _O_AMOUNT,
+    _O_USER,
+    _O_EXTRA,
+) = _slot_setters(
+    OrderEvent,
+    (
+        "ts",
+        "sku",
+        "order_id",
+        "status",
+        "qty",
+        "region",
+        "category",
+        "reason",
+        "amount",
+        "user",
+        "extra",
+    ),
+)
+_isfinite = math.isfinite
+_orjson_loads = orjson.loads
+
+
+def _fast_event(
+    obj: dict[str, Any], signal: Signal, now_ms: int | None, max_future_ms: int
+) -> ShopEvent | None:
+    """The event when ``obj`` has the common shape, else None (for the validating path).
+
+    The common shape: ``ts`` an int in range, texts plain non-blank ``str`` of at most
+    256 characters or absent/null where optional, ``qty`` an int in range or absent/null,
+    ``amount`` a finite float or absent/null. Anything else (bools, floats where ints go,
+    integer SKUs, ISO times, empty strings, errors) returns None, so every reason and
+    every conversion stays the validating path's own.
+    """
+    get = obj.get
+    ts = get("ts")
+    if type(ts) is not int or not MIN_TS_MS <= ts < MAX_TS_MS:
+        return None
+    if now_ms is not None and ts > now_ms + max_future_ms:
+        return None
+    sku = get("sku")
+    if type(sku) is not str or not 0 < len(sku) <= MAX_TEXT_CHARS or sku.isspace():
+        return None
+    region = get("region")
+    if region is None:
+        region = DEFAULT_REGION
+    elif type(region) is not str or not 0 < len(region) <= MAX_TEXT_CHARS or region.isspace():
+        return None
+    category = get("category")
+    if category is not None and (
+        type(category) is not str or not 0 < len(category) <= MAX_TEXT_CHARS or category.isspace()
+    ):
+        return None
+    user = get("user")
+    if user is not None and (
+        type(user) is not str or not 0 < len(user) <= MAX_TEXT_CHARS or user.isspace()
+    ):
+        return None
+
+    if signal is _SEARCH:
+        query = get("query")
+        if query is not None and (
+            type(query) is not str or not 0 < len(query) <= MAX_TEXT_CHARS or query.isspace()
+        ):
+            return None
+        extra = {} if _SEARCH_KNOWN.issuperset(obj) else _unknown(obj, _SEARCH_KNOWN)
+        search = _new(SearchEvent)
+        _S_TS(search, ts)
+        _S_SKU(search, sku)
+        _S_REGION(search, region)
+        _S_CATEGORY(search, category)
+        _S_QUERY(search, query)
+        _S_USER(search, user)
+        _S_EXTRA(search, extra)
+        return search
+
+    qty = get("qty")
+    if qty is None:
+        qty = 1
+    elif type(qty) is not int or not 1 <= qty <= MAX_QTY:
+        return None
+
+    if signal is _CART_ADD:
+        extra = {} if _CART_ADD_KNOWN.issuperset(obj) else _unknown(obj, _CART_ADD_KNOWN)
+        cart_add = _new(CartAddEvent)
+        _C_TS(cart_add, ts)
+        _C_SKU(cart_add, sku)
+        _C_QTY(cart_add, qty)
+        _C_REGION(cart_add, region)
+        _C_CATEGORY(cart_add, category)
+        _C_USER(cart_add, user)
+        _C_EXTRA(cart_add, extra)
+        return cart_add
+
+    if signal is not _ORDER:
+        return None
+    order_id = get("order_id")
+    if type(order_id) is not str or not 0 < len(order_id) <= MAX_TEXT_CHARS or order_id.isspace():
+        return None
+    status_text = get("status")
+    if type(status_text) is not str:
+        return None
+    status = _STATUS_BY_TEXT.get(status_text)
+    if status is None:
+        return None
+    reason = get("reason")
+    if reason is not None and (
+        type(reason) is not str or not 0 < len(reason) <= MAX_TEXT_CHARS or reason.isspace()
+    ):
+        return None
+    amount = get("amount")
+    if amount is not None and (type(amount) is not float or not _isfinite(amount)):
+        return None
+    extra = {} if _ORDER_KNOWN.issuperset(obj) else _unknown(obj, _ORDER_KNOWN)
+    order = _new(OrderEvent)
+    _O_TS(order, ts)
+    _O_SKU(order, sku)
+    _O_ORDER_ID(order, order_id)
+    _O_STATUS(order, status)
+    _O_QTY(order, qty)
+    _O_REGION(order, region)
+    _O_CATEGORY(order, category)
+    _O_REASON(order, reason)
+    _O_AMOUNT(order, amount)
+    _O_USER(order, user)
+    _O_EXTRA(order, extra)
+    return order
+
+
+def _unknown(obj: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """The fields an event does not know, kept as they came."""
+    return {k: v for k, v in obj.items() if k not in known}
+
+
 def event_from_mapping(
     obj: Any,
     signal: Signal,
@@ -199,6 +373,17 @@ def event_from_mapping(
     >>> event_from_mapping({"ts": 1700000000000}, Signal.CART_ADD)
     Invalid(reason='missing_field:sku', detail='sku is required')
     """
+    if type(obj) is dict:
+        event = _fast_event(obj, signal, now_ms, max_future_ms)
+        if event is not None:
+            return event
+    return _checked_event(obj, signal, now_ms, max_future_ms)
+
+
+def _checked_event(
+    obj: Any, signal: Signal, now_ms: int | None, max_future_ms: int
+) -> ShopEvent | Invalid:
+    """The validating path: every field checked in order, the first problem is the reason."""
     if not isinstance(obj, dict):
         return Invalid("not_object", "message is JSON but not an object")
     try:
@@ -211,8 +396,7 @@ def event_from_mapping(
         region = _text(obj, "region", required=False) or DEFAULT_REGION
         category = _text(obj, "category", required=False)
         user = _text(obj, "user", required=False)
-        known = _KNOWN[signal]
-        extra = {k: v for k, v in obj.items() if k not in known}
+        extra = _unknown(obj, _KNOWN[signal])
         if signal is Signal.SEARCH:
             return SearchEvent(
                 ts=ts,
@@ -282,10 +466,14 @@ def decode_event(
     if len(raw) > MAX_MESSAGE_BYTES:
         return Invalid("too_large", f"message is larger than {MAX_MESSAGE_BYTES} bytes")
     try:
-        obj = orjson.loads(raw)
+        obj = _orjson_loads(raw)
     except orjson.JSONDecodeError as exc:
         return Invalid("not_json", str(exc)[:200])
-    return event_from_mapping(obj, signal, now_ms=now_ms, max_future_ms=max_future_ms)
+    if type(obj) is dict:
+        event = _fast_event(obj, signal, now_ms, max_future_ms)
+        if event is not None:
+            return event
+    return _checked_event(obj, signal, now_ms, max_future_ms)
 
 
 def trigger_to_dict(trigger: Trigger) -> dict[str, Any]:
