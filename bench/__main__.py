@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from bench import latency, memory, recovery, scale, throughput
+from bench import decode, latency, memory, recovery, scale, throughput, window_close
 from bench.common import RESULTS_DIR, Bench, emit, open_bench, say
 
 DEFAULT_EVENTS = 1_000_000
@@ -36,6 +36,8 @@ BENCHMARKS: dict[str, tuple[Runner, bool]] = {
     "memory": (lambda b, a: memory.run(a.memory_skus), False),
     "recovery": (lambda b, a: recovery.run(_need(b), a.events), True),
     "scale": (lambda b, a: scale.run(_need(b), a.events), True),
+    "decode": (lambda b, a: decode.run(a.events), False),
+    "window_close": (lambda b, a: window_close.run(), False),
 }
 
 # Headline keys of latest.json and the benchmark that measures each.

@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from app.core.evidence import upper_tail
 from app.core.forecast import (
@@ -69,6 +70,7 @@ _SURGE_REASON = {
     Signal.ORDER: TriggerReason.ORDER_SURGE,
 }
 _SIGNAL_WORDS = {Signal.SEARCH: "searches", Signal.CART_ADD: "cart adds", Signal.ORDER: "orders"}
+_FIRST_TIER_REASONS = frozenset({TriggerReason.PRE_WARM, TriggerReason.SCHEDULED})
 _NO_CLOCK = -(2**62)
 _SNAPSHOT_VERSION = 1
 
@@ -245,6 +247,11 @@ class _Assessment:
     extra_variance: float
 
 
+# A surge that passed the live check: (sku, assessed region, window start, signal index,
+# margin, evidence, assessment, state, how its trigger was built or None if suppressed).
+_Fired = tuple[str, str, int, int, float, float, _Assessment, SkuState, partial[Trigger] | None]
+
+
 def trigger_id(sku: str, region: str, reason: TriggerReason | str, window_start: int) -> str:
     """Deterministic id of a decision: replays and restarts give the same id.
 
@@ -253,6 +260,69 @@ def trigger_id(sku: str, region: str, reason: TriggerReason | str, window_start:
     """
     text = f"{sku}|{region}|{TriggerReason(reason).value}|{window_start}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _new_trigger(
+    *,
+    sku: str,
+    region: str,
+    reason: TriggerReason,
+    window_start: int,
+    window_end: int,
+    warehouse: str,
+    supplier: Supplier,
+    observed: float,
+    forecast: float,
+    quantity: int,
+    capped: bool,
+    model: str,
+    decided_at: int,
+    explanation: str,
+    category: str | None,
+    ratio: float | None = None,
+    margin: float = 0.0,
+    order_ids: tuple[str, ...] = (),
+    failed_orders: int = 0,
+    first_event_at: int | None = None,
+) -> Trigger:
+    """The one place a :class:`Trigger` is built: id, tier, supplier fields and rounding.
+
+    >>> from app.core.policy import Supplier
+    >>> t = _new_trigger(sku="K-1", region="east", reason=TriggerReason.CART_SURGE,
+    ...                  window_start=1_700_000_100_000, window_end=1_700_000_400_000,
+    ...                  warehouse="WH-east", supplier=Supplier("S-1", 6, 2400), observed=80.0,
+    ...                  forecast=20.12345, ratio=80 / 20.12345, quantity=450, capped=False,
+    ...                  model="ewma", decided_at=1_700_000_200_000, explanation="", category=None)
+    >>> t.trigger_id == trigger_id("K-1", "east", t.reason, 1_700_000_100_000), t.tier.value
+    (True, 'second')
+    >>> t.forecast, t.ratio, t.supplier, t.lead_time_hours
+    (20.123, 3.975, 'S-1', 6)
+    """
+    return Trigger(
+        trigger_id=trigger_id(sku, region, reason, window_start),
+        sku=sku,
+        region=region,
+        warehouse=warehouse,
+        supplier=supplier.name,
+        tier=Tier.FIRST if reason in _FIRST_TIER_REASONS else Tier.SECOND,
+        reason=reason,
+        observed=observed,
+        forecast=round(float(forecast), 3),
+        ratio=None if ratio is None else round(ratio, 3),
+        margin=margin,
+        quantity=quantity,
+        capped_by_capacity=capped,
+        window_start=window_start,
+        window_end=window_end,
+        lead_time_hours=supplier.lead_time_hours,
+        model=model,
+        decided_at=decided_at,
+        explanation=explanation,
+        category=category,
+        order_ids=order_ids,
+        failed_orders=failed_orders,
+        first_event_at=first_event_at,
+    )
 
 
 def surge_excess_units(
@@ -619,7 +689,7 @@ class Engine:
         >>> engine.place_first_tier("K-1", TriggerReason.PRE_WARM, 500,
         ...                         window_start=1_700_000_000_000, at_ms=1_699_740_060_000)
         """
-        if reason not in (TriggerReason.PRE_WARM, TriggerReason.SCHEDULED):
+        if reason not in _FIRST_TIER_REASONS:
             raise ValueError(f"first-tier reason must be pre_warm or scheduled, not {reason}")
         clock = at_ms if at_ms is not None else self._clock
         if clock == _NO_CLOCK:
@@ -657,23 +727,18 @@ class Engine:
             known = self.forecast(sku, Signal.ORDER)
             forecast = 0.0 if known is None else known[0]
         where = region if region is not None else ALL_REGIONS
-        trigger = Trigger(
-            trigger_id=trigger_id(sku, where, reason, window_start),
+        trigger = _new_trigger(
             sku=sku,
             region=where,
-            warehouse=warehouse,
-            supplier=source.name,
-            tier=Tier.FIRST,
             reason=reason,
-            observed=round(float(demand), 3),
-            forecast=round(float(forecast), 3),
-            ratio=None,
-            margin=0.0,
-            quantity=ordered,
-            capped_by_capacity=capped,
             window_start=window_start,
             window_end=window_end if window_end is not None else window_start + length,
-            lead_time_hours=source.lead_time_hours,
+            warehouse=warehouse,
+            supplier=source,
+            observed=round(float(demand), 3),
+            forecast=forecast,
+            quantity=ordered,
+            capped=capped,
             model=MODEL_PLANNER,
             decided_at=now_ms if now_ms is not None else clock,
             explanation=text,
@@ -911,6 +976,7 @@ class Engine:
 
         # Each region: its own model where volume allows, else the SKU's share, else shared.
         several = len(regions) > 1
+        cold_start, cap = cfg.cold_start_windows, cfg.forecast_cap_multiple
         for region in regions:
             cell = cells[region]
             units = [self._unit(state, region, i) for i in range(3)]
@@ -961,6 +1027,11 @@ class Engine:
                     share = history.level / whole.history.level if whole.history.level > 0 else 0.0
                     unit.publish(target, whole.next_value * min(share, 1.0), MODEL_SKU)
                     continue
+                if history.n_closed >= cold_start:  # past cold start: its EWMA, no features
+                    unit.publish(
+                        target, bounded_forecast(history, history.level, 0.0, cap), MODEL_EWMA
+                    )
+                    continue
                 x = features(history, units[_SEARCH].history, units[_CART].history, target, length)
                 value, model = self._shared_answer(unit, x, state.category, i)
                 unit.publish(target, value, model)
@@ -1007,14 +1078,14 @@ class Engine:
         live: dict[tuple[str, str, int], list[float]],
         decided_at: int,
         result: StepResult,
-    ) -> list[tuple[str, str, int, int, float, float, _Assessment, SkuState]]:
+    ) -> list[_Fired]:
         """Check the touched windows in ``live``; decide surges; return what fired."""
         cfg = self.config
         length = cfg.window_ms
         groups: dict[tuple[str, int], list[tuple[str, list[float]]]] = {}
         for (sku, region, start), cell in live.items():
             groups.setdefault((sku, start), []).append((region, cell))
-        fired: list[tuple[str, str, int, int, float, float, _Assessment, SkuState]] = []
+        fired: list[_Fired] = []
         for sku, start in sorted(groups):
             state = self._skus.get(sku)
             if state is None:
@@ -1067,10 +1138,7 @@ class Engine:
                     volumes=volumes,
                     found=found,
                 )
-                fired.append(
-                    (sku, chosen.region, start, index, rules.margin, rules.evidence, chosen, state)
-                )
-                self._decide_surge(
+                build = self._decide_surge(
                     sku=sku,
                     state=state,
                     signal=signal,
@@ -1082,6 +1150,19 @@ class Engine:
                     decided_at=decided_at,
                     elapsed=elapsed,
                     result=result,
+                )
+                fired.append(
+                    (
+                        sku,
+                        chosen.region,
+                        start,
+                        index,
+                        rules.margin,
+                        rules.evidence,
+                        chosen,
+                        state,
+                        build,
+                    )
                 )
         return fired
 
@@ -1149,7 +1230,11 @@ class Engine:
         decided_at: int,
         elapsed: float,
         result: StepResult,
-    ) -> None:
+    ) -> partial[Trigger] | None:
+        """Order for a surge that passed the live check; ``None`` if stock in flight covers it.
+
+        Returns how the trigger was built, to build it again with its first event.
+        """
         index = _SIGNAL_INDEX[signal]
         terms = self.policy.order_terms(sku, state.category)
         supplier = terms.supplier
@@ -1166,7 +1251,7 @@ class Engine:
         quantity, capped = order_quantity(units + safety - in_flight, terms)
         if quantity <= 0:
             result.suppressed += 1
-            return
+            return None
         reason = _SURGE_REASON[signal]
         ratio = seen.observed / seen.expected if seen.expected > 0 else None
         change = (
@@ -1185,30 +1270,32 @@ class Engine:
             + (f", after {in_flight} in flight" if in_flight else "")
             + (", capped by supplier capacity" if capped else "")
         )
-        trigger = Trigger(
-            trigger_id=trigger_id(sku, region, reason, start),
+        # Kept to rebuild the trigger once the batch shows its first event (see
+        # _stamp_first_events): the same decision values, built in the same place.
+        build = partial(
+            _new_trigger,
             sku=sku,
             region=region,
-            warehouse=warehouse,
-            supplier=supplier.name,
-            tier=Tier.SECOND,
             reason=reason,
-            observed=seen.observed,
-            forecast=round(seen.expected, 3),
-            ratio=None if ratio is None else round(ratio, 3),
-            margin=rules.margin,
-            quantity=quantity,
-            capped_by_capacity=capped,
             window_start=start,
             window_end=start + self.config.window_ms,
-            lead_time_hours=supplier.lead_time_hours,
+            warehouse=warehouse,
+            supplier=supplier,
+            observed=seen.observed,
+            forecast=seen.expected,
+            ratio=ratio,
+            margin=rules.margin,
+            quantity=quantity,
+            capped=capped,
             model=seen.model,
             decided_at=decided_at,
             explanation=text,
             category=state.category,
         )
+        trigger = build()
         self._record(state, trigger, terms, self._clock)
         result.triggers.append(trigger)
+        return build
 
     def _decide_stockout(
         self, sku: str, failures: list[OrderEvent], decided_at: int, result: StepResult
@@ -1250,23 +1337,18 @@ class Engine:
             )
             + (", capped by supplier capacity" if capped else "")
         )
-        trigger = Trigger(
-            trigger_id=trigger_id(sku, region, TriggerReason.STOCKOUT, start),
+        trigger = _new_trigger(
             sku=sku,
             region=region,
-            warehouse=warehouse,
-            supplier=supplier.name,
-            tier=Tier.SECOND,
             reason=TriggerReason.STOCKOUT,
-            observed=float(len(failures)),
-            forecast=round(forecast, 3),
-            ratio=None,
-            margin=0.0,
-            quantity=quantity,
-            capped_by_capacity=capped,
             window_start=start,
             window_end=start + length,
-            lead_time_hours=supplier.lead_time_hours,
+            warehouse=warehouse,
+            supplier=supplier,
+            observed=float(len(failures)),
+            forecast=forecast,
+            quantity=quantity,
+            capped=capped,
             model=model,
             decided_at=decided_at,
             explanation=text,
@@ -1306,7 +1388,7 @@ class Engine:
 
     def _stamp_first_events(
         self,
-        fired: list[tuple[str, str, int, int, float, float, _Assessment, SkuState]],
+        fired: list[_Fired],
         added: dict[tuple[str, str, int], list[float]],
         events: Sequence[ShopEvent],
         batch_start: tuple[int, int],
@@ -1320,9 +1402,11 @@ class Engine:
                 by_id[(trigger.sku, trigger.window_start, index)] = position
         # Volume each fired series needed, and what it had before this batch.
         needs: dict[tuple[str, str, int, int], list[float]] = {}
-        for sku, region, start, index, margin, evidence, seen, state in fired:
-            if (sku, start, index) not in by_id:
+        builds: dict[tuple[str, int, int], partial[Trigger]] = {}
+        for sku, region, start, index, margin, evidence, seen, state, build in fired:
+            if (sku, start, index) not in by_id or build is None:
                 continue
+            builds[(sku, start, index)] = build
             regions = list(state.regions) if region == ALL_REGIONS else [region]
             before = seen.observed - sum(
                 (added.get((sku, r, start)) or [0.0] * 3)[index] for r in regions
@@ -1366,7 +1450,7 @@ class Engine:
                     (e.ts for e in events if e.sku == key[0] and e.signal is SIGNALS[key[2]]),
                     default=trigger.decided_at,
                 )
-            result.triggers[position] = _with_first_event(trigger, stamp)
+            result.triggers[position] = builds[key](first_event_at=stamp)
 
 
 _REASON_SIGNAL = {reason: signal for signal, reason in _SURGE_REASON.items()}
@@ -1383,10 +1467,6 @@ def _volume_needed(seen: _Assessment, margin: float, evidence: float, min_volume
         else:
             low = middle + 1
     return float(low)
-
-
-def _with_first_event(trigger: Trigger, first_event_at: int) -> Trigger:
-    return replace(trigger, first_event_at=first_event_at)
 
 
 def _region_words(region: str) -> str:

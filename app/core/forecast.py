@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from river import linear_model, optim
 
@@ -142,23 +143,31 @@ def features(
     scale = own.level + 1.0
     search_scale = searches.level + 1.0
     cart_scale = cart_adds.level + 1.0
+    lags, search_lags, cart_lags = own.lags, searches.lags, cart_adds.lags
+    hour_sin, hour_cos, day_sin, day_cos = _calendar(target_window_start, window_ms)
+    return {
+        "lag1": min(lags[0] / scale, RATIO_CAP),
+        "lag2": min(lags[1] / scale, RATIO_CAP),
+        "lag3": min(lags[2] / scale, RATIO_CAP),
+        "search1": min(search_lags[0] / search_scale, RATIO_CAP),
+        "search2": min(search_lags[1] / search_scale, RATIO_CAP),
+        "cart1": min(cart_lags[0] / cart_scale, RATIO_CAP),
+        "cart2": min(cart_lags[1] / cart_scale, RATIO_CAP),
+        "log_level": math.log1p(own.level),
+        "hour_sin": hour_sin,
+        "hour_cos": hour_cos,
+        "day_sin": day_sin,
+        "day_cos": day_cos,
+    }
+
+
+@lru_cache(maxsize=256)
+def _calendar(target_window_start: int, window_ms: int) -> tuple[float, float, float, float]:
+    """Cyclic hour of day and day of week of a window's middle (the same for every series)."""
     middle = target_window_start + window_ms // 2
     hour_angle = 2.0 * math.pi * (middle % DAY_MS) / DAY_MS
     day_angle = 2.0 * math.pi * (((middle // DAY_MS) + 3) % 7) / 7.0  # 1970-01-01 was a Thursday
-    return {
-        "lag1": min(own.lags[0] / scale, RATIO_CAP),
-        "lag2": min(own.lags[1] / scale, RATIO_CAP),
-        "lag3": min(own.lags[2] / scale, RATIO_CAP),
-        "search1": min(searches.lags[0] / search_scale, RATIO_CAP),
-        "search2": min(searches.lags[1] / search_scale, RATIO_CAP),
-        "cart1": min(cart_adds.lags[0] / cart_scale, RATIO_CAP),
-        "cart2": min(cart_adds.lags[1] / cart_scale, RATIO_CAP),
-        "log_level": math.log1p(own.level),
-        "hour_sin": math.sin(hour_angle),
-        "hour_cos": math.cos(hour_angle),
-        "day_sin": math.sin(day_angle),
-        "day_cos": math.cos(day_angle),
-    }
+    return math.sin(hour_angle), math.cos(hour_angle), math.sin(day_angle), math.cos(day_angle)
 
 
 class Standardizer:
@@ -198,16 +207,57 @@ class Standardizer:
     def transform(self, x: dict[str, float]) -> dict[str, float]:
         """Standardise ``x`` with the statistics so far (0 where the variance is 0)."""
         n = self.count
+        means, m2 = self.means, self.m2
+        sqrt = math.sqrt
         out: dict[str, float] = {}
         for key, value in x.items():
             if key in CYCLIC:
                 out[key] = value
                 continue
-            variance = self.m2.get(key, 0.0) / n if n else 0.0
+            variance = m2.get(key, 0.0) / n if n else 0.0
             if variance <= 1e-12:
                 out[key] = 0.0
                 continue
-            z = (value - self.means[key]) / math.sqrt(variance)
+            z = (value - means[key]) / sqrt(variance)
+            out[key] = Z_CAP if z > Z_CAP else -Z_CAP if z < -Z_CAP else z
+        return out
+
+    def learn_transform(self, x: dict[str, float]) -> dict[str, float]:
+        """:meth:`learn` then :meth:`transform` of the same ``x``, in one pass.
+
+        Each key's standardised value depends only on that key's statistics, so folding
+        and standardising key by key gives exactly ``learn(x); transform(x)``.
+
+        >>> a, b = Standardizer(), Standardizer()
+        >>> for v in (1.0, 2.0, 3.0, 0.5):
+        ...     x = {"lag1": v, "hour_sin": 0.5}
+        ...     a.learn(x)
+        ...     assert a.transform(x) == b.learn_transform(x)
+        >>> b.learn_transform({"lag1": 2.0, "hour_sin": 0.5})
+        {'lag1': 0.3441236008058427, 'hour_sin': 0.5}
+        """
+        self.count += 1
+        n = self.count
+        means, m2 = self.means, self.m2
+        sqrt = math.sqrt
+        out: dict[str, float] = {}
+        for key, value in x.items():
+            try:
+                mean, spread = means[key], m2[key]
+            except KeyError:  # a key's first value
+                mean, spread = means.get(key, 0.0), m2.get(key, 0.0)
+            delta = value - mean
+            mean += delta / n
+            means[key] = mean
+            spread = m2[key] = spread + delta * (value - mean)
+            if key in CYCLIC:
+                out[key] = value
+                continue
+            variance = spread / n
+            if variance <= 1e-12:
+                out[key] = 0.0
+                continue
+            z = (value - mean) / sqrt(variance)
             out[key] = Z_CAP if z > Z_CAP else -Z_CAP if z < -Z_CAP else z
         return out
 
@@ -285,8 +335,7 @@ class OnlineRegressor:
             self.last_window = window_start
             self.n_windows += 1
         target = min(max(target, -1.0), RATIO_CAP)
-        self.scaler.learn(x)
-        self.model.learn_one(self._scaled(x), target)
+        self.model.learn_one(self.scaler.learn_transform(x), target)
         self.n_learned += 1
         if not math.isfinite(float(self.model.intercept)):
             self.scaler = Standardizer()
