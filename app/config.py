@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     # First tier in the worker: how often idle partitions run the planner (wall clock),
     # and how long before an event's start its pre-warm fires (DESIGN §6).
     idle_tick_seconds: float = Field(default=30.0, gt=0)
+    # Event-time merge of a partition's input topics (app/streaming/merge.py): how many
+    # events one topic of a partition may hold back before its fetching pauses, and how
+    # often a partition holding events is looked at again when no batch arrives.
+    merge_hold_events: int = Field(default=20_000, ge=1)
+    merge_tick_seconds: float = Field(default=0.5, gt=0)
     pre_warm_lead_hours: float = Field(default=72.0, gt=0)
 
     # Decision windows; margins, minimum volumes and evidence live in the policy file

@@ -176,3 +176,17 @@ PLANNER_RESTORE_FAILURES = Counter(
 def render() -> tuple[bytes, str]:
     """The registry in the Prometheus text format, with its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+MERGE_HELD_EVENTS = Gauge(
+    "surge_merge_held_events",
+    "Valid input events held back to merge a partition's topics by event time (a topic"
+    " with unread records is behind).",
+    registry=REGISTRY,
+)
+REKEYED_EVENTS = Counter(
+    "surge_rekeyed_events_total",
+    "Valid input events that arrived on another partition than their SKU's (keyed by"
+    " something else) and were forwarded to the re-key topic on their SKU's partition.",
+    registry=REGISTRY,
+)

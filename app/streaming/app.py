@@ -27,6 +27,7 @@ from app.streaming.processor import (
     wall_clock_ms,
 )
 from app.streaming.records import RecordBatch
+from app.streaming.rekey import rekey_topic_name
 from app.streaming.transport import SCHEME, BatchConsumer, register
 
 logger = logging.getLogger(__name__)
@@ -86,17 +87,16 @@ def broker_credentials(settings: Settings) -> Any:
     )
 
 
-async def ensure_tick_topic(settings: Settings) -> None:
-    """Create the idle-tick topic (co-partitioned with the inputs) if it does not exist.
+async def ensure_internal_topics(settings: Settings) -> None:
+    """Create the idle-tick and re-key topics (co-partitioned with the inputs) if missing.
 
-    Done before the worker subscribes, so that the first assignment already includes it
+    Done before the worker subscribes, so that the first assignment already includes them
     (a topic appearing later would cost a rebalance). Raises :class:`ConfigurationError`
-    if it, or an existing input topic, has another partition count than
+    if one of them, or an existing input topic, has another partition count than
     ``topic_partitions``.
     """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import AIOKafkaAdminClient
 
-    name = tick_topic_name(settings)
     admin = AIOKafkaAdminClient(
         client_id=f"{settings.app_id}-admin", **settings.kafka_client_kwargs()
     )
@@ -110,41 +110,58 @@ async def ensure_tick_topic(settings: Settings) -> None:
                     f"topic_partitions={settings.topic_partitions}: the state table, the idle "
                     "ticks and the input must be co-partitioned (set SURGE_TOPIC_PARTITIONS)"
                 )
-        topic = NewTopic(
-            name=name,
-            num_partitions=settings.topic_partitions,
-            replication_factor=settings.topic_replication_factor,
-            topic_configs={"retention.ms": str(TICK_RETENTION_MS), "cleanup.policy": "delete"},
+        # The ticks are only a wake-up signal: an hour of them is plenty. Re-keyed events
+        # wait to be counted: they keep the broker's default retention, like the inputs.
+        await _create_topic(
+            admin,
+            settings,
+            tick_topic_name(settings),
+            {"retention.ms": str(TICK_RETENTION_MS), "cleanup.policy": "delete"},
         )
-        response = await admin.create_topics([topic])
-        errors = [error for _name, error, *_ in response.topic_errors if error not in (0, 36)]
-        if errors:  # 36: it exists already
-            raise RuntimeError(f"creating topic {name} failed with error codes {errors}")
-        deadline = time.monotonic() + TOPIC_READY_TIMEOUT_SECONDS
-        while True:
-            [described] = await admin.describe_topics([name])
-            partitions = described.get("partitions") or []
-            if described.get("error_code") == 0 and partitions:
-                if len(partitions) != settings.topic_partitions:
-                    raise ConfigurationError(
-                        f"topic {name} has {len(partitions)} partitions, not "
-                        f"topic_partitions={settings.topic_partitions}; delete it (it only "
-                        "holds idle ticks) or set SURGE_TOPIC_PARTITIONS to the inputs' count"
-                    )
-                if all(p["leader"] >= 0 for p in partitions):
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {name} has no leader for every partition")
-            await asyncio.sleep(0.1)
+        await _create_topic(
+            admin, settings, rekey_topic_name(settings), {"cleanup.policy": "delete"}
+        )
     finally:
         await admin.close()
 
 
+async def _create_topic(admin: Any, settings: Settings, name: str, configs: dict[str, str]) -> None:
+    from aiokafka.admin import NewTopic
+
+    topic = NewTopic(
+        name=name,
+        num_partitions=settings.topic_partitions,
+        replication_factor=settings.topic_replication_factor,
+        topic_configs=configs,
+    )
+    response = await admin.create_topics([topic])
+    errors = [error for _name, error, *_ in response.topic_errors if error not in (0, 36)]
+    if errors:  # 36: it exists already
+        raise RuntimeError(f"creating topic {name} failed with error codes {errors}")
+    deadline = time.monotonic() + TOPIC_READY_TIMEOUT_SECONDS
+    while True:
+        [described] = await admin.describe_topics([name])
+        partitions = described.get("partitions") or []
+        if described.get("error_code") == 0 and partitions:
+            if len(partitions) != settings.topic_partitions:
+                raise ConfigurationError(
+                    f"topic {name} has {len(partitions)} partitions, not "
+                    f"topic_partitions={settings.topic_partitions}: it is the worker's own "
+                    "internal topic; recreate it with the inputs' count, or set "
+                    "SURGE_TOPIC_PARTITIONS to that count"
+                )
+            if all(p["leader"] >= 0 for p in partitions):
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic {name} has no leader for every partition")
+        await asyncio.sleep(0.1)
+
+
 def prepare_topics(settings: Settings) -> None:
-    """Run :func:`ensure_tick_topic` on a loop of its own (before Faust starts its own)."""
+    """Run :func:`ensure_internal_topics` on a loop of its own (before Faust starts its own)."""
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(ensure_tick_topic(settings))
+        loop.run_until_complete(ensure_internal_topics(settings))
     finally:
         loop.close()
 
@@ -169,7 +186,9 @@ class SurgeWorker:
         quiet_framework_loggers()
         self.settings = settings
         self.processor = processor or BatchProcessor(
-            settings, partition_count=self._input_partition_count
+            settings,
+            partition_count=self._input_partition_count,
+            lagging=self._lagging,
         )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
@@ -201,11 +220,19 @@ class SurgeWorker:
         )
         input_topics = tuple(settings.input_topics)
         self.tick_topic = tick_topic_name(settings)
+        self.rekey_topic = rekey_topic_name(settings)
         self.input_topics = frozenset(input_topics)
-        BatchConsumer.batch_topics = frozenset((*input_topics, self.tick_topic))
-        # The idle ticks come through the same agent as the input batches (see _idle_tick).
+        # What the event-time merge reads (the inputs and the re-keyed inputs).
+        self.merged_topics = frozenset((*input_topics, self.rekey_topic))
+        BatchConsumer.batch_topics = frozenset((*self.merged_topics, self.tick_topic))
+        # The idle ticks and re-keyed events come through the same agent as the input
+        # batches (see _idle_tick and app/streaming/rekey.py).
         self.inputs = self.app.topic(
-            *input_topics, self.tick_topic, key_serializer="raw", value_serializer="raw"
+            *input_topics,
+            self.rekey_topic,
+            self.tick_topic,
+            key_serializer="raw",
+            value_serializer="raw",
         )
         self.ticks = self.app.topic(self.tick_topic, key_serializer="raw", value_serializer="raw")
         self.outputs = {
@@ -214,6 +241,7 @@ class SurgeWorker:
                 settings.topic_triggers,
                 settings.topic_forecasts,
                 settings.topic_dead_letters,
+                self.rekey_topic,
             )
         }
         self.table = self.app.Table(
@@ -224,6 +252,8 @@ class SurgeWorker:
             partitions=settings.topic_partitions,
         )
         self._generation: int | None = None
+        # Monotonic time each input partition last went through the processor.
+        self._stepped_at: dict[int, float] = {}
         # Per input partition: the offset after the last handled batch, and the seek epoch
         # of a resync this worker asked for (see _in_sequence).
         self._handled_to: dict[TP, int] = {}
@@ -242,11 +272,38 @@ class SurgeWorker:
         self.processor.calendar_ready = lambda: self.calendar_reader.loaded
         self.app.task(self._read_calendar)
         self.app.timer(interval=settings.idle_tick_seconds, name="surge-idle-tick")(self._idle_tick)
+        self.app.timer(interval=settings.merge_tick_seconds, name="surge-merge-tick")(
+            self._merge_tick
+        )
         self._add_views()
 
     def _input_partition_count(self, topic: str) -> int | None:
         count = self.app.consumer.topic_partitions(topic)
         return int(count) if count else None
+
+    def _lagging(self, topic: str, partition: int, received: int | None) -> bool:
+        """Whether records of an input topic-partition after ``received`` are still to come.
+
+        Either handed to Faust's stream but not handled yet, or in Kafka and not fetched
+        yet (the fetch position, which moves past transaction markers, is behind the
+        highwater; the last stable offset under exactly-once). Unknown counts as lagging:
+        the merge then waits for that topic's first batch.
+        """
+        tp = TP(topic, partition)
+        consumer = self.app.consumer
+        if not isinstance(consumer, BatchConsumer):
+            return False
+        handed = consumer.handed_out(tp)
+        if handed is not None and handed > (received or 0):
+            return True
+        position = consumer.fetch_position(tp)
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # not assigned (any more), or not fetched yet
+            return True
+        if position is None or highwater is None or highwater < 0:
+            return True
+        return int(highwater) > position
 
     # -- readiness ---------------------------------------------------------------------
 
@@ -300,6 +357,25 @@ class SurgeWorker:
         except Exception:  # a missed tick only delays planned orders to the next one
             logger.exception("sending idle ticks failed")
 
+    async def _merge_tick(self, *_: Any) -> None:
+        """Tick partitions whose merge holds events and that had no batch for a while.
+
+        A topic can stop lagging without delivering a batch (its last offsets were
+        transaction markers): the tick makes the agent look at the held events again.
+        """
+        if not self.is_ready():
+            return
+        try:
+            now = time.monotonic()
+            every = self.settings.merge_tick_seconds
+            for partition in sorted(self.assigned_partitions()):
+                if not self.processor.held_events(partition):
+                    continue
+                if now - self._stepped_at.get(partition, 0.0) >= every:
+                    await self.ticks.send(key=None, value=b"", partition=partition)
+        except Exception:  # the next batch or tick looks again
+            logger.exception("sending merge ticks failed")
+
     # -- the agent ---------------------------------------------------------------------
 
     async def _agent(self, stream: Any) -> None:
@@ -331,19 +407,55 @@ class SurgeWorker:
         )
         await self.app.crash(exc)
 
-    def _restore_if_reassigned(self) -> None:
+    async def _start_generation_if_reassigned(self) -> None:
+        """After a rebalance: rebuild the engines from the table, reading from the commits."""
         generation = self.app.consumer_generation_id
         if generation == self._generation:
             return
+        if self._generation is None:
+            await self._track_produced_topics()
         self._generation = generation
         self._handled_to = {}
         self._resyncs = {}
+        self._stepped_at = {}
+        consumer = cast(BatchConsumer, self.app.consumer)
+        consumer.unhold(consumer.held)
         partitions = self.assigned_partitions()
+        start_offsets: dict[tuple[str, int], int | None] = {}
+        for topic in sorted(self.merged_topics):
+            for partition in sorted(partitions):
+                tp = TP(topic, partition)
+                committed = await consumer.committed_offset(tp)
+                start_offsets[(topic, partition)] = committed
+                if committed is not None:
+                    self._handled_to[tp] = committed
         stored = [(str(k), bytes(v)) for k, v in self.table.items() if v is not None]
-        restored = self.processor.reset(stored, partitions)
+        restored = self.processor.reset(stored, partitions, start_offsets)
         logger.info(
             "state rebuilt: %d SKUs restored for partitions %s", restored, sorted(partitions)
         )
+
+    async def _track_produced_topics(self) -> None:
+        """Make the producer keep metadata for every topic this worker writes to.
+
+        aiokafka's producer asks for metadata of all topics until it is first asked to
+        send to a topic it has no metadata for; from then on it asks only for the topics
+        added that way, and drops the rest from its view. A changelog batch waiting
+        while that happens never finds its leader again: the worker stalled (seen on the
+        1M-event benchmark when the forecasts topic was auto-created mid-run). Listing
+        every produced topic up front keeps them all in every metadata request.
+        """
+        producer = self.app.producer
+        ensure = getattr(producer, "_ensure_producer", None)
+        if ensure is None:  # not the aiokafka transport (tests)
+            return
+        client = ensure().client
+        topics = {
+            self.table.changelog_topic.get_topic_name(),
+            self.tick_topic,
+            *self.outputs,
+        }
+        await asyncio.gather(*(client.add_topic(topic) for topic in sorted(topics)))
 
     async def _in_sequence(self, batch: RecordBatch) -> bool:
         """Whether the batch starts at or before the first offset not handled yet.
@@ -385,9 +497,10 @@ class SurgeWorker:
 
     async def handle_event(self, batch: RecordBatch, event: Any) -> None:
         """Handle one batch: decide, publish, write state, ack, commit about once a second."""
-        self._restore_if_reassigned()
+        await self._start_generation_if_reassigned()
         if not await self._in_sequence(batch):
             return
+        generation = self._generation
         outcome = self.processor.handle(batch)
         await self._publish(outcome)
         table = self.table
@@ -398,10 +511,11 @@ class SurgeWorker:
         tp = TP(batch.topic, batch.partition)
         self._handled_to[tp] = max(self._handled_to.get(tp, 0), batch.last_offset + 1)
         self._resyncs.pop(tp, None)
+        self._stepped_at[batch.partition] = time.monotonic()
+        consumer = self.app.consumer
+        if isinstance(consumer, BatchConsumer) and generation == self.app.consumer_generation_id:
+            self._settle_offsets(consumer, batch)
         if event is not None:
-            consumer = self.app.consumer
-            if isinstance(consumer, BatchConsumer):
-                consumer.mark_handled(event.message)
             event.ack()
         self._record_lag(batch)
         now = time.monotonic()
@@ -410,11 +524,25 @@ class SurgeWorker:
             if await self.app.consumer.commit():
                 metrics.COMMITS.inc()
 
+    def _settle_offsets(self, consumer: BatchConsumer, batch: RecordBatch) -> None:
+        """What the batch made committable, and which input topics to hold back."""
+        partition = batch.partition
+        if batch.topic == self.tick_topic:
+            consumer.set_committable(TP(batch.topic, partition), batch.last_offset + 1)
+        for topic, offset in self.processor.committable(partition).items():
+            consumer.set_committable(TP(topic, partition), offset)
+        paused = self.processor.paused_topics(partition)
+        consumer.hold(TP(topic, partition) for topic in paused)
+        consumer.unhold(TP(topic, partition) for topic in self.merged_topics - paused)
+
     async def _publish(self, outcome: BatchOutcome) -> None:
         pending = []
         for message in outcome.messages:
             future = await self.outputs[message.topic].send(
-                key=message.key, value=message.value, headers=message.headers
+                key=message.key,
+                value=message.value,
+                headers=message.headers,
+                partition=message.partition,
             )
             pending.append(future)
         if outcome.triggers or outcome.forecasts:

@@ -26,7 +26,6 @@ from app.events import (
     DeadLetter,
     ForecastRecord,
     Invalid,
-    ShopEvent,
     Signal,
     Trigger,
     decode_event,
@@ -35,7 +34,9 @@ from app.events import (
     encode_trigger,
 )
 from app.events.codec import iso_ms
+from app.streaming.merge import Entry, PartitionMerge
 from app.streaming.records import RecordBatch
+from app.streaming.rekey import rekey_topic_name, unwrap, wrap
 from app.streaming.state import (
     PLANNER_KEY_PREFIX,
     SHARED_KEY_PREFIX,
@@ -55,9 +56,6 @@ CE_TYPE_TRIGGER = "com.surge.replenish.trigger"
 CE_TYPE_FORECAST = "com.surge.demand.forecast"
 CONTENT_TYPE_JSON = b"application/json"
 SHARED_SNAPSHOT_EVERY_MS = 1_000
-
-
-WRONG_PARTITION = "wrong_partition"
 
 
 def home_partition(sku: str, partitions: int) -> int:
@@ -91,6 +89,8 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    #: None: the producer's partitioner picks (by key).
+    partition: int | None = None
 
 
 @dataclass(slots=True)
@@ -104,6 +104,7 @@ class BatchOutcome:
     forecasts: list[ForecastRecord] = field(default_factory=list)
     dead_letters: int = 0
     duplicates: int = 0
+    rekeyed: int = 0
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -167,12 +168,20 @@ class BatchProcessor:
     One engine per partition (as Kafka Streams keeps one stream time per task): its
     event clock only moves with its own partition, so catching up a backlog on one
     partition never makes another partition's events late, and every SKU an engine
-    touches belongs to the partition whose changelog the batch writes to.
+    touches belongs to the partition whose changelog the batch writes to. Within a
+    partition, the three input topics are merged by event time before the engine sees
+    them (:class:`~app.streaming.merge.PartitionMerge`), so that a sparse topic read
+    ahead on a backlog does not make a dense topic's events late.
 
     ``engine_factory`` builds an empty engine (tests pass a small one); ``clock`` is the
     wall clock in epoch milliseconds (tests pass a fake); ``partition_count(topic)`` is the
-    input topic's partition count, used to dead-letter events not keyed by their SKU (they
-    would split one SKU's state over two partitions); without it nothing is checked.
+    input topic's partition count, used to find events not keyed by their SKU (they would
+    split one SKU's state over two partitions): those are forwarded to the re-key topic
+    on their SKU's partition (:mod:`app.streaming.rekey`); without it nothing is checked.
+    ``lagging(topic, partition, received)`` says whether an input topic-partition has
+    records after offset ``received`` (None: nothing received) that have not reached the
+    processor yet; the merge holds events back only while another topic of the partition
+    does. Without it every topic counts as caught up.
 
     First tier: one :class:`FirstTierPlanner` per partition engine runs on ``calendar``
     after every batch of its partition and on idle ticks (:meth:`tick`), for the SKUs the
@@ -187,11 +196,15 @@ class BatchProcessor:
         engine_factory: Callable[[], Engine] | None = None,
         clock: Callable[[], int] = wall_clock_ms,
         partition_count: Callable[[str], int | None] | None = None,
+        lagging: Callable[[str, int, int | None], bool] | None = None,
     ) -> None:
         self.settings = settings
         self._engine_factory = engine_factory or (lambda: build_engine(settings))
         self._clock = clock
         self._partition_count = partition_count
+        self._lagging = lagging or (lambda topic, partition, received: False)
+        self._merges: dict[int, PartitionMerge] = {}
+        self._start_offsets: dict[tuple[str, int], int | None] = {}
         self._home: dict[tuple[str, int], int] = {}
         self._secret = settings.snapshot_hmac_key.get_secret_value().encode()
         self._signals = {topic: Signal(value) for topic, value in settings.input_topics.items()}
@@ -202,6 +215,11 @@ class BatchProcessor:
         self._partition_of: dict[str, int] = {}
         self._shared_saved_at: dict[int, int] = {}
         self.tick_topic = tick_topic_name(settings)
+        self.rekey_topic = rekey_topic_name(settings)
+        # Re-keyed events taken in but not applied yet: their source, for the applied
+        # offsets, and the newest source offset seen per (SKU, source) this generation.
+        self._rekey_origin: dict[tuple[int, int], tuple[str, int]] = {}
+        self._rekey_seen: dict[tuple[str, str], int] = {}
         self.calendar = Calendar()
         self.calendar_ready: Callable[[], bool] = lambda: True
         self._planner_config = FirstTierConfig(pre_warm_lead_hours=settings.pre_warm_lead_hours)
@@ -219,6 +237,36 @@ class BatchProcessor:
         """Wall time of the partition's last planner run (None: not since the last reset)."""
         return self._stepped_at.get(partition)
 
+    def merge_for(self, partition: int) -> PartitionMerge:
+        """The event-time merge of an input partition's topics (created on first use)."""
+        merge = self._merges.get(partition)
+        if merge is None:
+            settings = self.settings
+            merge = self._merges[partition] = PartitionMerge(
+                [*self._signals, self.rekey_topic],
+                hold_above=settings.merge_hold_events,
+                start_offsets={
+                    topic: self._start_offsets.get((topic, partition))
+                    for topic in [*self._signals, self.rekey_topic]
+                },
+            )
+        return merge
+
+    def held_events(self, partition: int) -> int:
+        """Events of a partition the merge holds back now."""
+        merge = self._merges.get(partition)
+        return merge.held() if merge is not None else 0
+
+    def committable(self, partition: int) -> dict[str, int]:
+        """Per input topic of the partition: the offset up to which all was applied."""
+        merge = self._merges.get(partition)
+        return merge.committable() if merge is not None else {}
+
+    def paused_topics(self, partition: int) -> set[str]:
+        """Input topics of the partition whose held events exceed the limit."""
+        merge = self._merges.get(partition)
+        return merge.over_limit() if merge is not None else set()
+
     def engine_for(self, partition: int) -> Engine:
         """The engine of an input partition (created empty on first use)."""
         engine = self._engines.get(partition)
@@ -228,12 +276,24 @@ class BatchProcessor:
 
     # -- state -------------------------------------------------------------------------
 
-    def reset(self, stored: Iterable[tuple[str, bytes]], partitions: set[int]) -> int:
+    def reset(
+        self,
+        stored: Iterable[tuple[str, bytes]],
+        partitions: set[int],
+        start_offsets: dict[tuple[str, int], int | None] | None = None,
+    ) -> int:
         """Start over from the state table: fresh engines for the assigned partitions.
 
         Values whose signature fails are counted and skipped (that SKU starts cold).
-        Returns the number of SKUs restored.
+        ``start_offsets`` are the committed offsets reading starts from, per input
+        ``(topic, partition)`` (None: nothing committed). Returns the number of SKUs
+        restored.
         """
+        self._merges = {}
+        self._start_offsets = dict(start_offsets or {})
+        self._rekey_origin = {}
+        self._rekey_seen = {}
+        metrics.MERGE_HELD_EVENTS.set(0)
         self._engines = {}
         self._applied = {}
         self._partition_of = {}
@@ -290,20 +350,45 @@ class BatchProcessor:
     # -- one batch ---------------------------------------------------------------------
 
     def handle(self, batch: RecordBatch) -> BatchOutcome:
-        """Decode, de-duplicate, decide and prepare everything one batch produces."""
+        """Decode, de-duplicate, merge by event time, decide; everything one batch produces."""
         if batch.topic == self.tick_topic:
             return self.tick(batch.partition)
         started = time.perf_counter()
-        settings = self.settings
         outcome = BatchOutcome()
-        signal = self._signals[batch.topic]
         now = self._clock()
+        if batch.topic == self.rekey_topic:
+            entries = self._take_in_rekeyed(batch, now, outcome)
+        else:
+            entries = self._take_in(batch, now, outcome)
+        self.merge_for(batch.partition).add(batch.topic, entries, next_offset=batch.last_offset + 1)
+        self._step(batch.partition, now, outcome)
+        metrics.BATCH_EVENTS.observe(len(batch))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        return outcome
+
+    def tick(self, partition: int) -> BatchOutcome:
+        """A tick of a partition: release what the merge held, run the planner; no input.
+
+        Ticks keep planned orders firing without traffic, and release held events once
+        the topic that held them back has caught up without delivering a batch (its
+        last offsets were transaction markers). A tick arrives through the agent like
+        a batch (see ``docs/STREAMING.md``), so its state writes land in the partition's
+        changelog partition like any batch's.
+        """
+        outcome = BatchOutcome()
+        metrics.IDLE_TICKS.inc()
+        self._step(partition, self._clock(), outcome)
+        return outcome
+
+    def _take_in(self, batch: RecordBatch, now: int, outcome: BatchOutcome) -> list[Entry]:
+        """Decode a batch: dead letters into ``outcome``, the valid new events returned."""
+        signal = self._signals[batch.topic]
         tp_key = applied_key(batch.topic, batch.partition)
-        events: list[ShopEvent] = []
-        last_offset: dict[str, int] = {}
+        entries: list[Entry] = []
         applied = self._applied
         partitions = self._partition_count(batch.topic) if self._partition_count else None
         home = self._home
+        duplicates = 0
         for offset, key, raw in batch:
             decoded = decode_event(raw, signal, now_ms=now, max_future_ms=self._max_future_ms)
             if isinstance(decoded, Invalid):
@@ -317,40 +402,94 @@ class BatchProcessor:
                 if expected is None:
                     expected = home[(sku, partitions)] = home_partition(sku, partitions)
                 if expected != batch.partition:
-                    detail = (
-                        f"SKU {sku!r} belongs to partition {expected} of {partitions}; "
-                        "key input messages by SKU with the default partitioner"
+                    # raw is valid JSON here (it decoded)
+                    value = wrap(signal, batch.topic, batch.partition, offset, raw or b"")
+                    outcome.messages.append(
+                        Outgoing(self.rekey_topic, sku.encode(), value, partition=expected)
                     )
-                    misplaced = Invalid(WRONG_PARTITION, detail)
-                    self._dead_letter(
-                        outcome, batch, offset=offset, key=key, raw=raw, invalid=misplaced, now=now
-                    )
+                    outcome.rekeyed += 1
                     continue
             seen = applied.get(sku)
             if seen is not None and offset <= seen.get(tp_key, -1):
-                outcome.duplicates += 1
+                duplicates += 1
                 continue
-            events.append(decoded)
-            last_offset[sku] = offset
-        if outcome.duplicates:
-            metrics.DUPLICATE_EVENTS.inc(outcome.duplicates)
-        if events:
-            metrics.EVENTS_CONSUMED.labels(signal.value).inc(len(events))
+            entries.append((offset, decoded))
+        if duplicates:
+            outcome.duplicates += duplicates
+            metrics.DUPLICATE_EVENTS.inc(duplicates)
+        if entries:
+            metrics.EVENTS_CONSUMED.labels(signal.value).inc(len(entries))
+        if outcome.rekeyed:
+            metrics.REKEYED_EVENTS.inc(outcome.rekeyed)
+        return entries
 
-        engine = self.engine_for(batch.partition)
-        result = engine.process(events, now_ms=now)
+    def _take_in_rekeyed(self, batch: RecordBatch, now: int, outcome: BatchOutcome) -> list[Entry]:
+        """Unwrap a batch of the re-key topic, skipping copies already taken in or applied."""
+        entries: list[Entry] = []
+        applied, seen = self._applied, self._rekey_seen
+        origins = self._rekey_origin
+        consumed: dict[Signal, int] = {}
+        duplicates = 0
+        for offset, key, raw in batch:
+            unwrapped = unwrap(raw, now_ms=now, max_future_ms=self._max_future_ms)
+            if isinstance(unwrapped, Invalid):
+                self._dead_letter(
+                    outcome, batch, offset=offset, key=key, raw=raw, invalid=unwrapped, now=now
+                )
+                continue
+            event, origin, source_offset = unwrapped
+            newest = max(
+                applied.get(event.sku, {}).get(origin, -1), seen.get((event.sku, origin), -1)
+            )
+            if source_offset <= newest:
+                duplicates += 1
+                continue
+            seen[(event.sku, origin)] = source_offset
+            origins[(batch.partition, offset)] = (origin, source_offset)
+            entries.append((offset, event))
+            consumed[event.signal] = consumed.get(event.signal, 0) + 1
+        if duplicates:
+            outcome.duplicates += duplicates
+            metrics.DUPLICATE_EVENTS.inc(duplicates)
+        for signal, count in consumed.items():
+            metrics.EVENTS_CONSUMED.labels(signal.value).inc(count)
+        return entries
 
-        for sku, offset in last_offset.items():
-            applied.setdefault(sku, {})[tp_key] = offset
-            self._partition_of[sku] = batch.partition
-        written = result.touched_skus | last_offset.keys()
-        planned = self._plan(
-            engine, batch.partition, now, forecasts=result.forecasts, outcome=outcome
+    def _step(self, partition: int, now: int, outcome: BatchOutcome) -> None:
+        """Release what the partition's merge allows to its engine; plan; collect output."""
+        settings = self.settings
+        merge = self.merge_for(partition)
+        released = merge.release(
+            lambda topic: self._lagging(topic, partition, merge.next_offset(topic))
         )
+        metrics.MERGE_HELD_EVENTS.set(sum(m.held() for m in self._merges.values()))
+        engine = self.engine_for(partition)
+        if released:
+            result = engine.process([event for _, _, event in released], now_ms=now)
+        else:
+            result = StepResult()
+        applied = self._applied
+        last_offset: dict[tuple[str, str], int] = {}
+        rekey_topic, origins = self.rekey_topic, self._rekey_origin
+        for topic, offset, event in released:
+            if topic == rekey_topic:  # applied as of its source topic-partition
+                source, source_offset = origins.pop((partition, offset))
+            else:
+                source, source_offset = applied_key(topic, partition), offset
+            key = (event.sku, source)
+            if source_offset > last_offset.get(key, -1):
+                last_offset[key] = source_offset
+        for (sku, source), offset in last_offset.items():
+            applied.setdefault(sku, {})[source] = offset
+            self._partition_of[sku] = partition
+        written = result.touched_skus | {sku for sku, _ in last_offset}
+        planned = self._plan(engine, partition, now, forecasts=result.forecasts, outcome=outcome)
+        for sku in planned.touched_skus:
+            self._partition_of[sku] = partition
         written |= planned.touched_skus
         self._collect_writes(
             engine=engine,
-            partition=batch.partition,
+            partition=partition,
             skus=written,
             result=result,
             now=now,
@@ -377,39 +516,11 @@ class BatchProcessor:
             metrics.MODEL_UPDATES.inc(result.model_updates)
         outcome.forecasts = list(result.forecasts)
 
-        metrics.EVENTS_COUNTED.inc(result.counted)
+        if result.counted:
+            metrics.EVENTS_COUNTED.inc(result.counted)
         if result.late:
             metrics.LATE_EVENTS.inc(result.late)
         metrics.ACTIVE_SKUS.set(len(self._partition_of))
-        metrics.BATCH_EVENTS.observe(len(batch))
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        return outcome
-
-    def tick(self, partition: int) -> BatchOutcome:
-        """An idle tick of a partition: run its planner on the wall clock without events.
-
-        So that planned orders fire without traffic. It arrives through the agent like a
-        batch (see ``docs/STREAMING.md``), so its state writes land in the partition's
-        changelog partition like any batch's.
-        """
-        outcome = BatchOutcome()
-        now = self._clock()
-        engine = self.engine_for(partition)
-        metrics.IDLE_TICKS.inc()
-        planned = self._plan(engine, partition, now, forecasts=(), outcome=outcome)
-        for sku in planned.touched_skus:
-            self._partition_of[sku] = partition
-        self._collect_writes(
-            engine=engine,
-            partition=partition,
-            skus=set(planned.touched_skus),
-            result=planned,
-            now=now,
-            outcome=outcome,
-        )
-        self._add_triggers(outcome, list(planned.triggers))
-        metrics.ACTIVE_SKUS.set(len(self._partition_of))
-        return outcome
 
     def _owner_partitions(self) -> int:
         """The input topics' partition count (the partitioner's modulus)."""

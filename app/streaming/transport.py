@@ -6,13 +6,18 @@ each fetch into one message per input partition whose value is a :class:`RecordB
 agent pays that cost once per batch. Changelog and other topics keep one message per
 record, which table recovery needs.
 
-Offset bookkeeping: a batch covers everything from the fetch position to its last offset
-(holes inside are transaction markers the broker never returns), so acking a *handled*
-batch makes ``last offset + 1`` committable. Batches the stream acks without handling them
-(it skips what arrives while flow is stopped for a rebalance) are never committed, and
+Offset bookkeeping: acking a batch commits nothing. The agent says what may be committed
+(:meth:`BatchConsumer.set_committable`): the offset up to which every record of an input
+topic-partition has been applied, which lags behind what was received while the
+event-time merge holds records back. Batches the stream acks without handling them (it
+skips what arrives while flow is stopped for a rebalance) are thus never committed, and
 Faust's read-time gap tracking is off for input topics (it stalled commits). Before
 committing, Faust's producer buffer is drained completely (its own flush gives up after
 0.1 s and would commit offsets whose changelog writes are still buffered).
+
+The agent can also stop fetching an input topic-partition for a while
+(:meth:`BatchConsumer.hold`): the merge asks for it when one topic has run far ahead of
+the others in event time. aiokafka then keeps at most the one fetch it has buffered.
 
 Selected by the broker URL scheme :data:`SCHEME` (``batchkafka://host:port``).
 """
@@ -20,8 +25,7 @@ Selected by the broker URL scheme :data:`SCHEME` (``batchkafka://host:port``).
 from __future__ import annotations
 
 import time
-import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Set
 from typing import Any, cast
 
 from faust.transport import drivers
@@ -46,9 +50,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._handled: weakref.WeakSet[Message] = weakref.WeakSet()
         self._seeks: dict[TP, int] = {}
         self._all_seeks = 0
+        self._held: set[TP] = set()
+        self._handed: dict[TP, int] = {}
 
     async def committed_offset(self, tp: TP) -> int | None:
         """The group's committed offset of a partition, asked from Kafka."""
@@ -72,9 +77,68 @@ class BatchConsumer(faust_aiokafka.Consumer):
         await super().perform_seek()
         self._all_seeks += 1
 
-    def mark_handled(self, message: Message) -> None:
-        """Record that the agent handled this batch: only handled batches are committed."""
-        self._handled.add(message)
+    def set_committable(self, tp: TP, offset: int) -> None:
+        """Everything of ``tp`` before ``offset`` is applied: the next commit may take it."""
+        if self.frozen:
+            return
+        committed = self._committed_offset[tp]
+        if committed is not None and offset <= committed:
+            return
+        self._acked[tp][:] = [offset - 1]
+
+    def handed_out(self, tp: TP) -> int | None:
+        """Offset after the last record of ``tp`` handed to Faust's stream as a batch."""
+        return self._handed.get(tp)
+
+    def fetch_position(self, tp: TP) -> int | None:
+        """aiokafka's fetch position of ``tp``: past every record and marker drained.
+
+        Read from aiokafka's subscription state (its public ``position()`` is a
+        coroutine on the consumer thread); None when unknown or not assigned.
+        """
+        try:
+            consumer = self._thread._ensure_consumer()
+            assignment = consumer._subscription.subscription.assignment
+            state = assignment.state_value(faust_aiokafka.ensure_aiokafka_TP(tp))
+        except Exception:
+            return None
+        if state is None or not state.has_valid_position:
+            return None
+        return int(state.position)
+
+    # -- holding input partitions back -------------------------------------------------
+
+    def hold(self, tps: Iterable[TP]) -> None:
+        """Stop taking (and so fetching) records of these partitions until :meth:`unhold`."""
+        tpset = set(tps)
+        self._held.update(tpset)
+        self._get_active_partitions().difference_update(tpset)
+
+    def unhold(self, tps: Iterable[TP]) -> None:
+        """Take records of these partitions again (unless Faust itself paused them)."""
+        tpset = set(tps) & self._held
+        if not tpset:
+            return
+        self._held.difference_update(tpset)
+        assigned = self.assignment()
+        self._get_active_partitions().update(
+            tp for tp in tpset if tp in assigned and tp not in self._paused_partitions
+        )
+
+    @property
+    def held(self) -> Set[TP]:
+        """Partitions held back now."""
+        return frozenset(self._held)
+
+    def _set_active_tps(self, tps: set[TP]) -> set[TP]:
+        active: set[TP] = super()._set_active_tps(tps)
+        active.difference_update(self._held)
+        return active
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        super().on_buffer_drop(tp)
+        if tp in self._held:
+            self._get_active_partitions().discard(tp)
 
     def _batch_message(self, tp: TP, records: list[Any], epoch: int = 0) -> ConsumerMessage:
         last = records[-1]
@@ -136,37 +200,26 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 # Stamped with the seeks before the fetch began: a batch fetched across a
                 # seek counts as fetched before it (see SurgeWorker._in_sequence).
                 epoch = all_seeks + seeks.get(tp, 0)
+                self._handed[tp] = tp_records[-1].offset + 1
                 yield tp, self._batch_message(tp, tp_records, epoch)
             else:
                 for record in tp_records:
                     yield tp, to_message(tp, record)
 
     def ack(self, message: Message) -> bool:
-        """Mark a batch as done: ``last offset + 1`` becomes committable."""
+        """Mark a batch as done; what it makes committable is :meth:`set_committable`'s."""
         value: object = message.value
         if not isinstance(value, RecordBatch):
             acked: bool = super().ack(message)
             return acked
-        if message.acked:
-            return False
-        message.acked = True
-        self._unacked_messages.discard(message)
-        try:
-            if self.frozen or message not in self._handled:
-                # Faust's stream also acks batches it skips unhandled (flow stopped for a
-                # rebalance): committing one would lose it, as a kill -9 test showed.
-                return False
-            if message.generation_id != self.app.consumer_generation_id:
-                return False
-            tp = message.tp
-            committed = self._committed_offset[tp]
-            if committed is not None and message.offset < committed:
-                return False
-            self._acked[tp].append(message.offset)
-            self._n_acked += 1
-            return True
-        finally:
+        # Faust's stream also acks batches it skips unhandled (flow stopped for a
+        # rebalance): committing one would lose it, as a kill -9 test showed. So acking
+        # only releases the batch; the agent sets the committable offsets itself.
+        if not message.acked:
+            message.acked = True
+            self._unacked_messages.discard(message)
             notify(self._waiting_for_ack)
+        return False
 
     def _new_offset(self, tp: TP) -> int | None:
         if tp.topic not in self.batch_topics:

@@ -55,46 +55,55 @@ def test_a_fetch_of_one_partition_becomes_one_message_carrying_every_record(
     assert message.value.offsets == list(range(10, 20))
 
 
-def test_acking_a_batch_makes_the_offset_after_its_last_record_committable(
+def test_acking_a_batch_commits_nothing_the_agent_did_not_declare_applied(
     worker: SurgeWorker,
 ) -> None:
+    # Faust's stream acks what it skips while flow is stopped for a rebalance, and the
+    # event-time merge may still hold records of a handled batch: acking alone is no proof
     consumer = worker.app.consumer
     tp = TP("in.cart-adds", 0)
-    first = consumer._batch_message(tp, [FakeRecord(offset) for offset in range(0, 10)])
-    # a hole at 10 (a transaction marker) must not stall the commit
-    second = consumer._batch_message(tp, [FakeRecord(offset) for offset in range(11, 20)])
+    batch = consumer._batch_message(tp, [FakeRecord(offset) for offset in range(0, 10)])
 
-    consumer.mark_handled(first)
-    consumer.mark_handled(second)
-    assert consumer.ack(first)
-    assert consumer.ack(second)
-    assert not consumer.ack(second)  # acking twice is harmless
+    assert not consumer.ack(batch)
+    assert batch.acked
+    assert consumer._new_offset(tp) is None
 
+
+def test_the_committable_offset_is_the_one_the_agent_sets(worker: SurgeWorker) -> None:
+    consumer = worker.app.consumer
+    tp = TP("in.cart-adds", 0)
+
+    consumer.set_committable(tp, 7)  # records 0..6 applied, 7.. held by the merge
+    consumer.set_committable(tp, 20)  # a hole at 10 (a transaction marker) does not stall it
     assert consumer._new_offset(tp) == 20
     assert consumer._new_offset(tp) is None
 
+    consumer._committed_offset[tp] = 20
+    consumer.set_committable(tp, 15)  # behind the commit: ignored
+    assert consumer._new_offset(tp) is None
 
-def test_a_batch_fetched_before_a_rebalance_is_never_committed(worker: SurgeWorker) -> None:
-    consumer = worker.app.consumer
-    tp = TP("in.cart-adds", 0)
-    stale = consumer._batch_message(tp, [FakeRecord(offset) for offset in range(0, 10)])
-    stale.generation_id = -1
-    consumer.mark_handled(stale)
-
-    assert not consumer.ack(stale)
+    consumer.frozen = True  # a batch failed: nothing after it may be committed
+    consumer.set_committable(tp, 30)
     assert consumer._new_offset(tp) is None
 
 
-def test_a_batch_the_stream_skipped_without_handling_is_never_committed(
-    worker: SurgeWorker,
+def test_a_held_partition_is_not_fetched_until_unheld_even_across_reassignment(
+    worker: SurgeWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Faust's stream acks what it skips while flow is stopped for a rebalance
     consumer = worker.app.consumer
-    tp = TP("in.cart-adds", 0)
-    skipped = consumer._batch_message(tp, [FakeRecord(offset) for offset in range(0, 10)])
+    orders, searches = TP("in.orders", 0), TP("in.searches", 0)
+    monkeypatch.setattr(consumer, "assignment", lambda: {orders, searches})
+    consumer._set_active_tps({orders, searches})
 
-    assert not consumer.ack(skipped)
-    assert consumer._new_offset(tp) is None
+    consumer.hold([orders])
+    assert consumer._get_active_partitions() == {searches}
+    consumer._set_active_tps({orders, searches})  # what Faust does on assignment
+    assert consumer._get_active_partitions() == {searches}
+    assert consumer.held == {orders}
+
+    consumer.unhold([orders, searches])
+    assert consumer._get_active_partitions() == {orders, searches}
+    assert consumer.held == set()
 
 
 def test_exactly_once_is_refused_with_the_reason(settings: Settings) -> None:

@@ -212,19 +212,41 @@ def test_a_partition_catching_up_never_makes_another_partitions_events_late(
     assert processor.engine_for(1).count("B", Signal.CART_ADD) == 3  # type: ignore[attr-defined]
 
 
-def test_an_event_not_keyed_by_its_sku_is_dead_lettered_not_counted(
+def test_an_event_not_keyed_by_its_sku_is_forwarded_to_its_skus_partition_and_counted_once(
     make_processor: MakeProcessor,
 ) -> None:
     processor = make_processor(partition_count=lambda topic: 4)
+    rekeyed_before = metric("surge_rekeyed_events_total")
     home = home_partition("A", 4)
     wrong = (home + 1) % 4
 
-    misplaced = processor.handle(batch_of(CART, wrong, cart_adds("A", 2)))
-    placed = processor.handle(batch_of(CART, home, cart_adds("A", 3)))
+    misplaced = processor.handle(batch_of(CART, wrong, cart_adds("A", 2, first_offset=40)))
 
-    letters = [orjson.loads(m.value) for m in misplaced.messages if m.topic == "out.dead-letters"]
-    assert [d["reason"] for d in letters] == ["wrong_partition", "wrong_partition"]
-    assert f"belongs to partition {home} of 4" in letters[0]["detail"]
-    assert placed.dead_letters == 0
-    assert processor.engine_for(home).count("A", Signal.CART_ADD) == 3  # type: ignore[attr-defined]
+    forwarded = [m for m in misplaced.messages if m.topic == processor.rekey_topic]
+    assert [(m.key, m.partition) for m in forwarded] == [(b"A", home), (b"A", home)]
+    assert misplaced.dead_letters == 0
+    assert metric("surge_rekeyed_events_total") == rekeyed_before + 2
     assert processor.engine_for(wrong).count("A", Signal.CART_ADD) == 0  # type: ignore[attr-defined]
+    assert processor.committable(wrong)[CART] == 42  # nothing of it is held
+
+    # the home partition reads the re-key topic: both counted; a second copy of the
+    # same forwarded records (re-sent after a crash of the forwarding worker) is not
+    records = [(i, b"A", m.value) for i, m in enumerate([*forwarded, *forwarded])]
+    processor.handle(batch_of(processor.rekey_topic, home, records))
+    processor.handle(batch_of(CART, home, cart_adds("A", 3)))
+
+    assert processor.engine_for(home).count("A", Signal.CART_ADD) == 5  # type: ignore[attr-defined]
+    assert processor.committable(home)[processor.rekey_topic] == 4
+    state = verify_state(
+        "A", processor._snapshot(processor.engine_for(home), "A", home, T0), b"test-key"
+    )
+    assert state.applied == {f"{CART}:{wrong}": 41, f"{CART}:{home}": 2}
+
+
+def test_a_malformed_record_on_the_rekey_topic_is_dead_lettered(
+    make_processor: MakeProcessor,
+) -> None:
+    processor = make_processor(partition_count=lambda topic: 4)
+    outcome = processor.handle(batch_of(processor.rekey_topic, 0, [(0, b"A", b'{"signal": 1}')]))
+    letters = [orjson.loads(m.value) for m in outcome.messages if m.topic == "out.dead-letters"]
+    assert [d["reason"] for d in letters] == ["bad_rekeyed_record"]
