@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # often a partition holding events is looked at again when no batch arrives.
     merge_hold_events: int = Field(default=20_000, ge=1)
     merge_tick_seconds: float = Field(default=0.5, gt=0)
+    # How often a partition's changed SKU state is written to the changelog (SKUs that
+    # triggered are written at once); offsets commit only up to the last write, so a
+    # crash replays at most about this much input.
+    state_write_interval_seconds: float = Field(default=5.0, gt=0)
     pre_warm_lead_hours: float = Field(default=72.0, gt=0)
 
     # Decision windows; margins, minimum volumes and evidence live in the policy file

@@ -26,6 +26,7 @@ from app.streaming.processor import (
     tick_topic_name,
     wall_clock_ms,
 )
+from app.streaming.publish import BatchPublisher
 from app.streaming.records import RecordBatch
 from app.streaming.rekey import rekey_topic_name
 from app.streaming.transport import SCHEME, BatchConsumer, register
@@ -252,6 +253,8 @@ class SurgeWorker:
             partitions=settings.topic_partitions,
         )
         self._generation: int | None = None
+        # Outputs go straight to the aiokafka producer Faust uses, in record batches.
+        self.publisher = BatchPublisher(lambda: cast(Any, self.app.producer)._ensure_producer())
         # Monotonic time each input partition last went through the processor.
         self._stepped_at: dict[int, float] = {}
         # Per input partition: the offset after the last handled batch, and the seek epoch
@@ -536,15 +539,7 @@ class SurgeWorker:
         consumer.unhold(TP(topic, partition) for topic in self.merged_topics - paused)
 
     async def _publish(self, outcome: BatchOutcome) -> None:
-        pending = []
-        for message in outcome.messages:
-            future = await self.outputs[message.topic].send(
-                key=message.key,
-                value=message.value,
-                headers=message.headers,
-                partition=message.partition,
-            )
-            pending.append(future)
+        pending = await self.publisher.publish(outcome.messages)
         if outcome.triggers or outcome.forecasts:
             # The state about to be written records these decisions: make them durable
             # first, so a crash can re-send a decision but never lose one.

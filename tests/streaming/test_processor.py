@@ -15,6 +15,8 @@ from app.streaming.processor import BatchProcessor, home_partition
 from app.streaming.records import RecordBatch
 from app.streaming.state import shared_key, verify_state
 
+from .conftest import FakeClock
+
 T0 = 1_795_000_000_000
 CART = "in.cart-adds"
 SEARCHES = "in.searches"
@@ -110,11 +112,12 @@ def test_state_is_written_once_per_touched_sku_of_the_batch_partition(
 
 
 def test_redelivered_records_after_a_restart_are_not_counted_twice(
-    make_processor: MakeProcessor,
+    make_processor: MakeProcessor, clock: FakeClock
 ) -> None:
     first = make_processor()
     table: dict[str, bytes] = {}
     table.update(first.handle(batch_of(CART, 3, cart_adds("A", 10))).state_writes)
+    clock.now_ms += 5000  # a write interval later: the state is written again
     table.update(
         first.handle(batch_of(SEARCHES, 3, [(0, b"A", b'{"ts":%d,"sku":"A"}' % T0)])).state_writes
     )
@@ -250,3 +253,30 @@ def test_a_malformed_record_on_the_rekey_topic_is_dead_lettered(
     outcome = processor.handle(batch_of(processor.rekey_topic, 0, [(0, b"A", b'{"signal": 1}')]))
     letters = [orjson.loads(m.value) for m in outcome.messages if m.topic == "out.dead-letters"]
     assert [d["reason"] for d in letters] == ["bad_rekeyed_record"]
+
+
+def test_sku_state_is_written_once_per_write_interval_and_at_once_for_a_trigger(
+    make_processor: MakeProcessor, clock: FakeClock
+) -> None:
+    processor = make_processor()
+    first = processor.handle(batch_of(CART, 0, cart_adds("A", 2)))
+    assert "A" in first.state_writes
+    assert processor.committable(0)[CART] == 2
+
+    # within the interval: A changes again but is not written, and its offsets are not
+    # committable yet (a crash replays them onto the state last written)
+    second = processor.handle(batch_of(CART, 0, cart_adds("A", 3, first_offset=2)))
+    assert "A" not in second.state_writes
+    assert processor.committable(0)[CART] == 2
+
+    # B crosses the trigger threshold: written with the batch that decided it
+    third = processor.handle(batch_of(CART, 0, cart_adds("B", 25, first_offset=5)))
+    assert len(third.triggers) == 1
+    assert "B" in third.state_writes
+    assert "A" not in third.state_writes
+
+    clock.now_ms += 5000  # state_write_interval_seconds
+    tick = processor.tick(0)
+    state = verify_state("A", tick.state_writes["A"], b"test-key")
+    assert state.applied == {f"{CART}:0": 4}
+    assert processor.committable(0)[CART] == 30
