@@ -96,8 +96,8 @@ class Settings(BaseSettings):
     # and how long before an event's start its pre-warm fires (DESIGN §6).
     idle_tick_seconds: float = Field(default=30.0, gt=0)
     # Event-time merge of a partition's input topics (app/streaming/merge.py): how many
-    # events one topic of a partition may hold back before its fetching pauses, and how
-    # often a partition holding events is looked at again when no batch arrives.
+    # events one topic of a partition may hold back before its oldest are released
+    # anyway, and how often a partition holding events is looked at again without a batch.
     merge_hold_events: int = Field(default=20_000, ge=1)
     merge_tick_seconds: float = Field(default=0.5, gt=0)
     # How often a partition's changed SKU state is written to the changelog (SKUs that

@@ -190,3 +190,9 @@ REKEYED_EVENTS = Counter(
     " something else) and were forwarded to the re-key topic on their SKU's partition.",
     registry=REGISTRY,
 )
+MERGE_FORCED_RELEASES = Counter(
+    "surge_merge_forced_releases_total",
+    "Events the event-time merge released before their turn because their topic held more"
+    " than merge_hold_events (they can make other topics' later events late).",
+    registry=REGISTRY,
+)

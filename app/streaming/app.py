@@ -422,7 +422,6 @@ class SurgeWorker:
         self._resyncs = {}
         self._stepped_at = {}
         consumer = cast(BatchConsumer, self.app.consumer)
-        consumer.unhold(consumer.held)
         partitions = self.assigned_partitions()
         start_offsets: dict[tuple[str, int], int | None] = {}
         for topic in sorted(self.merged_topics):
@@ -528,15 +527,12 @@ class SurgeWorker:
                 metrics.COMMITS.inc()
 
     def _settle_offsets(self, consumer: BatchConsumer, batch: RecordBatch) -> None:
-        """What the batch made committable, and which input topics to hold back."""
+        """What the batch made committable."""
         partition = batch.partition
         if batch.topic == self.tick_topic:
             consumer.set_committable(TP(batch.topic, partition), batch.last_offset + 1)
         for topic, offset in self.processor.committable(partition).items():
             consumer.set_committable(TP(topic, partition), offset)
-        paused = self.processor.paused_topics(partition)
-        consumer.hold(TP(topic, partition) for topic in paused)
-        consumer.unhold(TP(topic, partition) for topic in self.merged_topics - paused)
 
     async def _publish(self, outcome: BatchOutcome) -> None:
         pending = await self.publisher.publish(outcome.messages)

@@ -21,8 +21,11 @@ smallest timestamp among a task's partitions:
   topic is caught up and each batch is released at once.
 * Each lane releases a prefix in offset order, so the offsets of a topic-partition that
   were applied always form a prefix and the first held offset is what may be committed.
-* A lane holding more than ``hold_above`` events asks to stop fetching its topic
-  (:meth:`PartitionMerge.over_limit`), which bounds memory on an uneven backlog.
+* A lane holding more than ``hold_above`` events releases its oldest ones anyway (they
+  may make another topic's later events late): memory stays bounded on an uneven backlog.
+  Keep the limit above one fetch's worth of records per partition. (Pausing the fetch of
+  such a topic instead was tried: a partition stopped being fetched for good in one
+  benchmark run, and the cause was not found in the time there was.)
 
 Nothing here looks at the wall clock: on a slow worker, batches of a lagging topic can
 be seconds apart, and a timeout would release events that its next batch then finds
@@ -80,6 +83,8 @@ class PartitionMerge:
     ) -> None:
         starts = start_offsets or {}
         self.hold_above = hold_above
+        #: Events released only because their lane held more than ``hold_above``.
+        self.forced = 0
         self._lanes = {topic: _Lane(next_offset=starts.get(topic)) for topic in topics}
 
     def add(self, topic: str, entries: Sequence[Entry], *, next_offset: int) -> None:
@@ -106,8 +111,6 @@ class PartitionMerge:
         ``lagging(topic)`` says whether the topic has records not received yet.
         """
         bound = self.bound(lagging)
-        if bound == -math.inf:
-            return []
         released: list[tuple[int, Released]] = []
         for topic, lane in self._lanes.items():
             queue = lane.queue
@@ -118,6 +121,10 @@ class PartitionMerge:
             while queue and queue[0][1].ts <= bound:
                 offset, event = queue.popleft()
                 released.append((event.ts, (topic, offset, event)))
+            while len(queue) > self.hold_above:
+                offset, event = queue.popleft()
+                released.append((event.ts, (topic, offset, event)))
+                self.forced += 1
         released.sort(key=_BY_TS)
         return [item for _, item in released]
 
@@ -141,10 +148,6 @@ class PartitionMerge:
             elif lane.next_offset is not None:
                 offsets[topic] = lane.next_offset
         return offsets
-
-    def over_limit(self) -> set[str]:
-        """Topics whose lane holds more than ``hold_above`` events (stop fetching them)."""
-        return {topic for topic, lane in self._lanes.items() if len(lane.queue) > self.hold_above}
 
     def held(self) -> int:
         """Events held back now."""

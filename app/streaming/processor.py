@@ -272,11 +272,6 @@ class BatchProcessor:
         the state that records it was written."""
         return dict(self._flushed_offsets.get(partition, {}))
 
-    def paused_topics(self, partition: int) -> set[str]:
-        """Input topics of the partition whose held events exceed the limit."""
-        merge = self._merges.get(partition)
-        return merge.over_limit() if merge is not None else set()
-
     def engine_for(self, partition: int) -> Engine:
         """The engine of an input partition (created empty on first use)."""
         engine = self._engines.get(partition)
@@ -475,6 +470,9 @@ class BatchProcessor:
             lambda topic: self._lagging(topic, partition, merge.next_offset(topic))
         )
         metrics.MERGE_HELD_EVENTS.set(sum(m.held() for m in self._merges.values()))
+        if merge.forced:
+            metrics.MERGE_FORCED_RELEASES.inc(merge.forced)
+            merge.forced = 0
         engine = self.engine_for(partition)
         if released:
             result = engine.process([event for _, _, event in released], now_ms=now)

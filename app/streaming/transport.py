@@ -15,17 +15,13 @@ Faust's read-time gap tracking is off for input topics (it stalled commits). Bef
 committing, Faust's producer buffer is drained completely (its own flush gives up after
 0.1 s and would commit offsets whose changelog writes are still buffered).
 
-The agent can also stop fetching an input topic-partition for a while
-(:meth:`BatchConsumer.hold`): the merge asks for it when one topic has run far ahead of
-the others in event time. aiokafka then keeps at most the one fetch it has buffered.
-
 Selected by the broker URL scheme :data:`SCHEME` (``batchkafka://host:port``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Set
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 from faust.transport import drivers
@@ -52,7 +48,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
         super().__post_init__()
         self._seeks: dict[TP, int] = {}
         self._all_seeks = 0
-        self._held: set[TP] = set()
         self._handed: dict[TP, int] = {}
 
     async def committed_offset(self, tp: TP) -> int | None:
@@ -105,40 +100,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if state is None or not state.has_valid_position:
             return None
         return int(state.position)
-
-    # -- holding input partitions back -------------------------------------------------
-
-    def hold(self, tps: Iterable[TP]) -> None:
-        """Stop taking (and so fetching) records of these partitions until :meth:`unhold`."""
-        tpset = set(tps)
-        self._held.update(tpset)
-        self._get_active_partitions().difference_update(tpset)
-
-    def unhold(self, tps: Iterable[TP]) -> None:
-        """Take records of these partitions again (unless Faust itself paused them)."""
-        tpset = set(tps) & self._held
-        if not tpset:
-            return
-        self._held.difference_update(tpset)
-        assigned = self.assignment()
-        self._get_active_partitions().update(
-            tp for tp in tpset if tp in assigned and tp not in self._paused_partitions
-        )
-
-    @property
-    def held(self) -> Set[TP]:
-        """Partitions held back now."""
-        return frozenset(self._held)
-
-    def _set_active_tps(self, tps: set[TP]) -> set[TP]:
-        active: set[TP] = super()._set_active_tps(tps)
-        active.difference_update(self._held)
-        return active
-
-    def on_buffer_drop(self, tp: TP) -> None:
-        super().on_buffer_drop(tp)
-        if tp in self._held:
-            self._get_active_partitions().discard(tp)
 
     def _batch_message(self, tp: TP, records: list[Any], epoch: int = 0) -> ConsumerMessage:
         last = records[-1]

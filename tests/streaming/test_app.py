@@ -87,25 +87,6 @@ def test_the_committable_offset_is_the_one_the_agent_sets(worker: SurgeWorker) -
     assert consumer._new_offset(tp) is None
 
 
-def test_a_held_partition_is_not_fetched_until_unheld_even_across_reassignment(
-    worker: SurgeWorker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    consumer = worker.app.consumer
-    orders, searches = TP("in.orders", 0), TP("in.searches", 0)
-    monkeypatch.setattr(consumer, "assignment", lambda: {orders, searches})
-    consumer._set_active_tps({orders, searches})
-
-    consumer.hold([orders])
-    assert consumer._get_active_partitions() == {searches}
-    consumer._set_active_tps({orders, searches})  # what Faust does on assignment
-    assert consumer._get_active_partitions() == {searches}
-    assert consumer.held == {orders}
-
-    consumer.unhold([orders, searches])
-    assert consumer._get_active_partitions() == {orders, searches}
-    assert consumer.held == set()
-
-
 def test_exactly_once_is_refused_with_the_reason(settings: Settings) -> None:
     refused = settings.model_copy(update={"processing_guarantee": ProcessingGuarantee.EXACTLY_ONCE})
     with pytest.raises(ConfigurationError, match="exactly_once is not offered"):

@@ -93,13 +93,16 @@ def test_records_that_were_not_held_still_advance_the_committable_offset() -> No
     assert merge.committable() == {SEARCHES: 10}
 
 
-def test_a_topic_holding_too_many_events_asks_to_stop_fetching() -> None:
+def test_a_topic_holding_too_many_events_releases_its_oldest_ones() -> None:
     merge = merge_of(SEARCHES, ORDERS, hold_above=3)
-    merge.add(ORDERS, [(i, SearchEvent(1000 + i, "A")) for i in range(4)], next_offset=4)
+    merge.add(ORDERS, [(i, SearchEvent(1000 + i, "A")) for i in range(5)], next_offset=5)
     merge.add(SEARCHES, [(0, SearchEvent(1, "A"))], next_offset=1)
 
-    assert released_ts(merge, {SEARCHES: 100, ORDERS: 4}) == [1]
-    assert merge.over_limit() == {ORDERS}
+    # searches still lagging at t=1: only it goes by the rule, two orders by the limit
+    assert released_ts(merge, {SEARCHES: 100, ORDERS: 5}) == [1, 1000, 1001]
+    assert merge.forced == 2
+    assert merge.held() == 3
+    assert merge.committable() == {SEARCHES: 1, ORDERS: 2}
 
 
 # -- inside the processor: a backlog of a dense and a sparse topic ------------------------
