@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     # Event-time merge of a partition's input topics (app/streaming/merge.py): how many
     # events one topic of a partition may hold back before its oldest are released
     # anyway, and how often a partition holding events is looked at again without a batch.
-    merge_hold_events: int = Field(default=20_000, ge=1)
+    merge_hold_events: int = Field(default=100_000, ge=1)
     merge_tick_seconds: float = Field(default=0.5, gt=0)
     # How often a partition's changed SKU state is written to the changelog (SKUs that
     # triggered are written at once); offsets commit only up to the last write, so a

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import importlib.metadata
 import json
 import os
@@ -18,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ KAFKA_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 BROKER_HEAP = "1g"
 PR_SET_PDEATHSIG = 1
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent  # the repository: where git runs
 PACKAGES = (
     "faust-streaming",
     "aiokafka",
@@ -242,6 +245,52 @@ def metric_total(body: bytes, name: str) -> float:
     return total
 
 
+# -- baselines: modules as of an earlier commit ----------------------------------------
+
+
+def modules_at(ref: str, names: Sequence[str], *, who: str) -> dict[str, types.ModuleType] | None:
+    """The modules ``names`` (dotted, e.g. ``app.core.engine``) as of commit ``ref``.
+
+    Their sources are read with ``git show ref:app/core/engine.py`` and run, in the order
+    given, as new modules ``bench._baseline_<last part>``; while one runs, those before it
+    stand in ``sys.modules`` for their current versions (an old engine importing
+    ``app.core.forecast`` gets the old forecaster). Everything else they import is the
+    current code. None, with a line from ``who`` saying why, where git or the commit is
+    missing.
+    """
+    sources: dict[str, str] = {}
+    for name in names:
+        try:
+            shown = subprocess.run(
+                ["git", "show", f"{ref}:{name.replace('.', '/')}.py"],
+                capture_output=True,
+                check=True,
+                cwd=ROOT,
+                timeout=30,
+            )
+        except (OSError, subprocess.SubprocessError) as failed:
+            say(f"{who}: no baseline ({type(failed).__name__}: {failed})")
+            return None
+        sources[name] = shown.stdout.decode()
+    current = {name: importlib.import_module(name) for name in names}
+    loaded: dict[str, types.ModuleType] = {}
+    try:
+        for name in names:
+            loaded[name] = _module(f"bench._baseline_{name.rpartition('.')[2]}", sources[name])
+            sys.modules[name] = loaded[name]
+    finally:
+        sys.modules.update(current)
+    return loaded
+
+
+def _module(name: str, source: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__file__ = f"<{name}>"
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    return module
+
+
 __all__ = [
     "RESULTS_DIR",
     "Bench",
@@ -250,6 +299,7 @@ __all__ = [
     "free_port",
     "http_get",
     "metric_total",
+    "modules_at",
     "open_bench",
     "rss_bytes",
     "say",

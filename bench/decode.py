@@ -5,7 +5,9 @@ orders in funnel proportions, as the worker reads them) are decoded, in one proc
 by three contenders in turn, round after round:
 
 - ``orjson``: ``orjson.loads`` alone, the ceiling of any JSON decoder here;
-- ``before``: the codec as it was before the fast path, copied below as the baseline;
+- ``before``: the codec as it was before the fast path, the baseline: ``decode_event`` of
+  ``app/events/codec.py`` as of ``BASELINE_REF``, read with ``git show`` (skipped where
+  git or the commit is missing: then only the current codec is measured);
 - ``after``: :func:`app.events.codec.decode_event` as it is now.
 
 Each gets ``now_ms`` and ``max_future_ms`` as the worker passes them. The figure per
@@ -21,220 +23,25 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
 import orjson
 
-from app.events.codec import (
-    DEFAULT_MAX_FUTURE_MS,
-    MAX_MESSAGE_BYTES,
-    MAX_QTY,
-    MAX_TEXT_CHARS,
-    MAX_TS_MS,
-    MIN_TS_MS,
-    Invalid,
-    decode_event,
-    iso_ms,
-    parse_ts,
-)
-from app.events.model import (
-    DEFAULT_REGION,
-    CartAddEvent,
-    OrderEvent,
-    OrderStatus,
-    SearchEvent,
-    ShopEvent,
-    Signal,
-)
+from app.events.codec import DEFAULT_MAX_FUTURE_MS, Invalid, decode_event, iso_ms
+from app.events.model import Signal
 from app.traffic.generator import TopicNames, TrafficGenerator
-from bench.common import say, table
+from bench.common import modules_at, say, table
 from bench.workload import SAMPLE, plan_for
 
 NAME = "decode"
+#: The codec before its fast path (2026-11-26).
+BASELINE_REF = "c94fee1a1ca0d5e57d583db8fc01f1fafa73bcbe"
 MIN_ROUNDS = 5
 NOW_MS = 1_764_132_000_000  # 2026-11-26T04:40Z: shop time of the sample ends here
 
 Decoder = Callable[[bytes, Signal, int], object]
-
-
-# -- the baseline: decode_event before the fast path (app/events/codec.py, 2026-11-26) ----
-
-_REQUIRED: dict[Signal, tuple[str, ...]] = {
-    Signal.SEARCH: ("ts", "sku"),
-    Signal.CART_ADD: ("ts", "sku"),
-    Signal.ORDER: ("ts", "sku", "order_id", "status"),
-}
-_KNOWN: dict[Signal, frozenset[str]] = {
-    Signal.SEARCH: frozenset({"ts", "sku", "category", "region", "query", "user"}),
-    Signal.CART_ADD: frozenset({"ts", "sku", "category", "qty", "region", "user"}),
-    Signal.ORDER: frozenset(
-        {"ts", "sku", "order_id", "status", "category", "qty", "region", "reason", "amount", "user"}
-    ),
-}
-
-
-class _RejectError(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
-
-
-def _text(obj: Mapping[str, Any], name: str, *, required: bool) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise _RejectError(f"missing_field:{name}", f"{name} is required")
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _RejectError(f"bad_type:{name}", f"{name} must be a string or an integer")
-    text = str(value)
-    if not text.strip():
-        if required:
-            raise _RejectError(f"missing_field:{name}", f"{name} is empty")
-        return None
-    if len(text) > MAX_TEXT_CHARS:
-        raise _RejectError(
-            f"bad_value:{name}", f"{name} is longer than {MAX_TEXT_CHARS} characters"
-        )
-    return text
-
-
-def _qty(obj: Mapping[str, Any]) -> int:
-    value = obj.get("qty", 1)
-    if value is None:
-        return 1
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _RejectError("bad_type:qty", "qty must be an integer")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise _RejectError("bad_type:qty", "qty must be an integer")
-        value = int(value)
-    if not 1 <= value <= MAX_QTY:
-        raise _RejectError("bad_value:qty", f"qty must be between 1 and {MAX_QTY}")
-    return value
-
-
-def _ts(obj: Mapping[str, Any], now_ms: int | None, max_future_ms: int) -> int:
-    if obj.get("ts") is None:
-        raise _RejectError("missing_field:ts", "ts is required")
-    try:
-        ts = parse_ts(obj["ts"])
-    except TypeError as exc:
-        raise _RejectError("bad_type:ts", str(exc)) from None
-    except (ValueError, OverflowError) as exc:
-        raise _RejectError("bad_value:ts", str(exc)) from None
-    if not MIN_TS_MS <= ts < MAX_TS_MS:
-        raise _RejectError("ts_out_of_range", f"ts {ts} is outside 2000-01-01..2100-01-01")
-    if now_ms is not None and ts > now_ms + max_future_ms:
-        raise _RejectError(
-            "ts_out_of_range", f"ts {ts} is more than {max_future_ms} ms in the future"
-        )
-    return ts
-
-
-def _amount(obj: Mapping[str, Any]) -> float | None:
-    value = obj.get("amount")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _RejectError("bad_type:amount", "amount must be a number")
-    if not math.isfinite(value):
-        raise _RejectError("bad_value:amount", "amount must be finite")
-    return float(value)
-
-
-def baseline_event_from_mapping(
-    obj: Any,
-    signal: Signal,
-    *,
-    now_ms: int | None = None,
-    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
-) -> ShopEvent | Invalid:
-    """``event_from_mapping`` before the fast path."""
-    if not isinstance(obj, dict):
-        return Invalid("not_object", "message is JSON but not an object")
-    try:
-        for name in _REQUIRED[signal]:
-            if obj.get(name) is None:
-                raise _RejectError(f"missing_field:{name}", f"{name} is required")
-        ts = _ts(obj, now_ms, max_future_ms)
-        sku = _text(obj, "sku", required=True)
-        assert sku is not None
-        region = _text(obj, "region", required=False) or DEFAULT_REGION
-        category = _text(obj, "category", required=False)
-        user = _text(obj, "user", required=False)
-        known = _KNOWN[signal]
-        extra = {k: v for k, v in obj.items() if k not in known}
-        if signal is Signal.SEARCH:
-            return SearchEvent(
-                ts=ts,
-                sku=sku,
-                region=region,
-                category=category,
-                query=_text(obj, "query", required=False),
-                user=user,
-                extra=extra,
-            )
-        if signal is Signal.CART_ADD:
-            return CartAddEvent(
-                ts=ts,
-                sku=sku,
-                qty=_qty(obj),
-                region=region,
-                category=category,
-                user=user,
-                extra=extra,
-            )
-        order_id = _text(obj, "order_id", required=True)
-        assert order_id is not None
-        status_text = obj["status"]
-        if not isinstance(status_text, str):
-            raise _RejectError("bad_type:status", "status must be a string")
-        try:
-            status = OrderStatus(status_text)
-        except ValueError:
-            raise _RejectError(
-                "bad_value:status", "status must be 'paid' or 'payment_failed'"
-            ) from None
-        return OrderEvent(
-            ts=ts,
-            sku=sku,
-            order_id=order_id,
-            status=status,
-            qty=_qty(obj),
-            region=region,
-            category=category,
-            reason=_text(obj, "reason", required=False),
-            amount=_amount(obj),
-            user=user,
-            extra=extra,
-        )
-    except _RejectError as rejected:
-        return Invalid(rejected.reason, rejected.detail)
-
-
-def baseline_decode_event(
-    raw: bytes | None,
-    signal: Signal,
-    *,
-    now_ms: int | None = None,
-    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
-) -> ShopEvent | Invalid:
-    """``decode_event`` before the fast path."""
-    if raw is None:
-        return Invalid("empty", "message has no value")
-    if len(raw) > MAX_MESSAGE_BYTES:
-        return Invalid("too_large", f"message is larger than {MAX_MESSAGE_BYTES} bytes")
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return Invalid("not_json", str(exc)[:200])
-    return baseline_event_from_mapping(obj, signal, now_ms=now_ms, max_future_ms=max_future_ms)
 
 
 # -- the measurement -----------------------------------------------------------------------
@@ -267,37 +74,49 @@ def _orjson(raw: bytes, signal: Signal, now_ms: int) -> object:
     return orjson.loads(raw)
 
 
-def _before(raw: bytes, signal: Signal, now_ms: int) -> object:
-    return baseline_decode_event(raw, signal, now_ms=now_ms, max_future_ms=DEFAULT_MAX_FUTURE_MS)
-
-
 def _after(raw: bytes, signal: Signal, now_ms: int) -> object:
     return decode_event(raw, signal, now_ms=now_ms, max_future_ms=DEFAULT_MAX_FUTURE_MS)
 
 
-CONTENDERS: dict[str, Decoder] = {"orjson": _orjson, "before": _before, "after": _after}
+def baseline_decoder(ref: str = BASELINE_REF) -> Decoder | None:
+    """``decode_event`` as of ``ref`` (read with ``git show``), called as ``_after``; else None."""
+    modules = modules_at(ref, ("app.events.codec",), who=NAME)
+    if modules is None:
+        return None
+    old_decode_event = modules["app.events.codec"].decode_event
+
+    def _before(raw: bytes, signal: Signal, now_ms: int) -> object:
+        return old_decode_event(raw, signal, now_ms=now_ms, max_future_ms=DEFAULT_MAX_FUTURE_MS)
+
+    return _before
 
 
-def _same(left: object, right: object) -> bool:
-    if type(left) is not type(right):
-        return False
-    return all(
-        type(getattr(left, f.name)) is type(getattr(right, f.name))
-        and getattr(left, f.name) == getattr(right, f.name)
-        for f in fields(left)  # type: ignore[arg-type]
-    )
+def _fields(result: Any) -> list[tuple[type, object]]:
+    """Every field's type and value, in order."""
+    values = [getattr(result, f.name) for f in fields(result)]
+    return [(type(value), value) for value in values]
 
 
-def check_agreement(groups: dict[str, list[tuple[bytes, Signal]]]) -> dict[str, int]:
+def _same(before: object, after: object) -> bool:
+    """The same event (every field, of the same type) or the same reason and detail."""
+    if isinstance(after, Invalid):  # the baseline codec has its own class Invalid
+        return type(before).__name__ == "Invalid" and _fields(before) == _fields(after)
+    return type(before) is type(after) and _fields(before) == _fields(after)
+
+
+def check_agreement(
+    groups: dict[str, list[tuple[bytes, Signal]]], before: Decoder | None
+) -> dict[str, int]:
     """Invalid count per group; raises if the two codecs disagree on any message."""
     invalid: dict[str, int] = {}
     for group, messages in groups.items():
         invalid[group] = 0
         for raw, signal in messages:
-            before = _before(raw, signal, NOW_MS)
             after = _after(raw, signal, NOW_MS)
-            if not _same(before, after):
-                raise RuntimeError(f"codecs disagree on {raw!r}: {before!r} vs {after!r}")
+            if before is not None:
+                old = before(raw, signal, NOW_MS)
+                if not _same(old, after):
+                    raise RuntimeError(f"codecs disagree on {raw!r}: {old!r} vs {after!r}")
             invalid[group] += isinstance(after, Invalid)
     return invalid
 
@@ -310,21 +129,27 @@ def _time_pass(decoder: Decoder, messages: list[tuple[bytes, Signal]]) -> float:
     return time.perf_counter_ns() - started
 
 
-def run(events: int) -> dict[str, Any]:
+def run(events: int, baseline_ref: str = BASELINE_REF) -> dict[str, Any]:
     """Figures for ``python -m bench decode``; ``events`` decodes per contender at least."""
     groups = sample_messages()
     mix = [g.value for g in Signal]
     sampled = sum(len(groups[g]) for g in mix)
-    invalid = check_agreement(groups)
+    before = baseline_decoder(baseline_ref)
+    contenders: dict[str, Decoder] = {"orjson": _orjson}
+    if before is not None:
+        contenders["before"] = before
+    contenders["after"] = _after
+    invalid = check_agreement(groups, before)
     if any(invalid[g] for g in mix):
         raise RuntimeError(f"generated messages fail to decode: {invalid}")
     rounds = max(MIN_ROUNDS, math.ceil(events / sampled))
-    say(f"decode: {sampled:,} messages, {rounds} rounds; codecs agree on every message")
+    agree = "codecs agree on every message" if before else "no baseline: current codec only"
+    say(f"decode: {sampled:,} messages, {rounds} rounds; {agree}")
     passes: dict[str, dict[str, list[float]]] = {
-        name: {g: [] for g in groups} for name in CONTENDERS
+        name: {g: [] for g in groups} for name in contenders
     }
     for _ in range(rounds):
-        for name, decoder in CONTENDERS.items():
+        for name, decoder in contenders.items():
             for group, messages in groups.items():
                 passes[name][group].append(_time_pass(decoder, messages) / len(messages))
 
@@ -335,11 +160,11 @@ def run(events: int) -> dict[str, Any]:
         total = sum(pick(passes[name][g]) * len(groups[g]) for g in mix)
         return round(total / sampled, 1)
 
-    ns_per_event = {name: mixed(name) for name in CONTENDERS}
-    median = {name: mixed(name, statistics.median) for name in CONTENDERS}
-    by_group = {name: {g: ns(name, g) for g in groups} for name in CONTENDERS}
+    ns_per_event = {name: mixed(name) for name in contenders}
+    median = {name: mixed(name, statistics.median) for name in contenders}
+    by_group = {name: {g: ns(name, g) for g in groups} for name in contenders}
     rows = [("contender", "ns/event (best)", "median", *groups)]
-    for name in CONTENDERS:
+    for name in contenders:
         rows.append(
             (
                 name,
@@ -349,15 +174,13 @@ def run(events: int) -> dict[str, Any]:
             )
         )
     print(table(rows))
-    speedup = ns_per_event["before"] / ns_per_event["after"]
     beyond_json = {
-        name: round(ns_per_event[name] - ns_per_event["orjson"], 1) for name in ("before", "after")
+        name: round(ns_per_event[name] - ns_per_event["orjson"], 1)
+        for name in ("before", "after")
+        if name in contenders
     }
-    print(
-        f"after is x{speedup:.2f} faster than before; beyond orjson.loads: "
-        f"before {beyond_json['before']:,.0f} ns, after {beyond_json['after']:,.0f} ns per event"
-    )
-    return {
+    figures: dict[str, Any] = {
+        "baseline_ref": baseline_ref if before is not None else None,
         "messages": {g: len(m) for g, m in groups.items()},
         "mean_bytes": round(sum(len(r) for g in mix for r, _ in groups[g]) / sampled, 1),
         "rounds": rounds,
@@ -366,5 +189,17 @@ def run(events: int) -> dict[str, Any]:
         "ns_per_event_median": median,
         "ns_per_event_by_group": by_group,
         "beyond_orjson_ns": beyond_json,
-        "speedup": round(speedup, 2),
     }
+    if before is None:
+        print(
+            f"no baseline (git or {baseline_ref[:7]} missing): after alone; beyond "
+            f"orjson.loads: after {beyond_json['after']:,.0f} ns per event"
+        )
+        return figures
+    speedup = ns_per_event["before"] / ns_per_event["after"]
+    print(
+        f"after is x{speedup:.2f} faster than before; beyond orjson.loads: "
+        f"before {beyond_json['before']:,.0f} ns, after {beyond_json['after']:,.0f} ns per event"
+    )
+    figures["speedup"] = round(speedup, 2)
+    return figures

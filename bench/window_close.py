@@ -21,19 +21,15 @@ import gc
 import io
 import pstats
 import random
-import subprocess
 import sys
 import time
-import types
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from app.events.model import CartAddEvent, OrderEvent, OrderStatus, SearchEvent, ShopEvent
-from bench.common import emit, say, table
+from bench.common import emit, modules_at, say, table
 
 NAME = "window_close"
-ROOT = Path(__file__).resolve().parent.parent
 #: The core before the window-close work (2026-11-26).
 BASELINE_REF = "c94fee1a1ca0d5e57d583db8fc01f1fafa73bcbe"
 WINDOW_MS = 300_000
@@ -77,37 +73,11 @@ def window_events(skus: int, window: int, rng: random.Random) -> list[ShopEvent]
 
 def baseline_engine_class(ref: str) -> type | None:
     """``Engine`` of the core as of ``ref`` (its engine.py and forecast.py), else None."""
-    sources: dict[str, str] = {}
-    for name in ("forecast", "engine"):
-        try:
-            shown = subprocess.run(
-                ["git", "show", f"{ref}:app/core/{name}.py"],
-                capture_output=True,
-                check=True,
-                cwd=ROOT,
-                timeout=30,
-            )
-        except (OSError, subprocess.SubprocessError) as failed:
-            say(f"window_close: no baseline ({type(failed).__name__}: {failed})")
-            return None
-        sources[name] = shown.stdout.decode()
-    forecast = _module("bench._baseline_forecast", sources["forecast"])
-    real = sys.modules["app.core.forecast"]
-    sys.modules["app.core.forecast"] = forecast  # the old engine imports the old forecaster
-    try:
-        engine = _module("bench._baseline_engine", sources["engine"])
-    finally:
-        sys.modules["app.core.forecast"] = real
-    engine_class: type = engine.Engine
+    modules = modules_at(ref, ("app.core.forecast", "app.core.engine"), who=NAME)
+    if modules is None:
+        return None
+    engine_class: type = modules["app.core.engine"].Engine
     return engine_class
-
-
-def _module(name: str, source: str) -> types.ModuleType:
-    module = types.ModuleType(name)
-    module.__file__ = f"<{name}>"
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    exec(compile(source, module.__file__, "exec"), module.__dict__)
-    return module
 
 
 def measure(
