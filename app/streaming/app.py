@@ -417,6 +417,9 @@ class SurgeWorker:
             return
         if self._generation is None:
             await self._track_produced_topics()
+            consumer = self.app.consumer
+            if isinstance(consumer, BatchConsumer):
+                consumer.before_final_commit = self._write_pending_state
         self._generation = generation
         self._handled_to = {}
         self._resyncs = {}
@@ -525,6 +528,21 @@ class SurgeWorker:
             self._last_commit = now
             if await self.app.consumer.commit():
                 metrics.COMMITS.inc()
+
+    async def _write_pending_state(self) -> None:
+        """At stop: write every changed SKU (straight to its changelog partition, as the
+        agent no longer runs) and make all applied offsets committable."""
+        consumer = self.app.consumer
+        if not isinstance(consumer, BatchConsumer) or self._generation is None:
+            return
+        if self._generation != self.app.consumer_generation_id:
+            return
+        for partition, blobs in self.processor.write_all().items():
+            for key, blob in blobs.items():
+                self.table.send_changelog(partition, key, blob)
+        for partition in self.assigned_partitions():
+            for topic, offset in self.processor.committable(partition).items():
+                consumer.set_committable(TP(topic, partition), offset)
 
     def _settle_offsets(self, consumer: BatchConsumer, batch: RecordBatch) -> None:
         """What the batch made committable."""

@@ -562,6 +562,30 @@ class BatchProcessor:
             outcome.state_writes[key] = sign_state(state, self._secret)
         return planned
 
+    def write_all(self) -> dict[int, dict[str, bytes]]:
+        """Every changed SKU's state now, per partition (at shutdown): the offsets of all
+        that was applied become committable."""
+        now = self._clock()
+        writes: dict[int, dict[str, bytes]] = {}
+        for partition, dirty in self._dirty.items():
+            engine = self._engines.get(partition)
+            if engine is None:
+                continue
+            blobs = writes.setdefault(partition, {})
+            for sku in sorted(dirty):
+                try:
+                    blobs[sku] = self._snapshot(engine, sku, partition, now)
+                except KeyError:
+                    continue
+            dirty.clear()
+            self._flushed_at[partition] = now
+            merge = self._merges.get(partition)
+            self._flushed_offsets[partition] = merge.committable() if merge else {}
+        for partition in self._merges:  # partitions with nothing left to write
+            if partition not in self._dirty:
+                self._flushed_offsets[partition] = self._merges[partition].committable()
+        return writes
+
     def _add_forecasts(
         self, outcome: BatchOutcome, forecasts: Iterable[ForecastRecord], now: int
     ) -> None:

@@ -21,7 +21,7 @@ Selected by the broker URL scheme :data:`SCHEME` (``batchkafka://host:port``).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, cast
 
 from faust.transport import drivers
@@ -80,6 +80,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if committed is not None and offset <= committed:
             return
         self._acked[tp][:] = [offset - 1]
+
+    #: Called before the last commit of a stop (the worker writes pending state there).
+    before_final_commit: Callable[[], Awaitable[None]] | None = None
+
+    async def commit_and_end_transactions(self) -> None:
+        """The commit Faust makes when the worker stops: write what is pending first."""
+        hook = self.before_final_commit
+        if hook is not None and not self.frozen:
+            try:
+                await hook()
+            except Exception:  # commit what was already covered
+                self.log.exception("writing pending state before the final commit failed")
+        await super().commit_and_end_transactions()
 
     def handed_out(self, tp: TP) -> int | None:
         """Offset after the last record of ``tp`` handed to Faust's stream as a batch."""

@@ -10,27 +10,22 @@ results.
 
 Sizes come from the environment so the tests can run small:
 ``SURGE_FAULT_EVENTS`` (default 1,000,000 events for the crash, broker and rebalance
-tests), ``SURGE_FAULT_FUZZ`` (default 100,000 bad messages) with
+tests), ``SURGE_FAULT_FUZZ`` (default 100,000 injected messages: bad ones, and about 2 %
+valid events on a partition that is not their SKU's, which must be re-keyed and counted) with
 ``SURGE_FAULT_FUZZ_VALID`` valid events around them (default twice the fuzz count) and
 ``SURGE_FAULT_SEED`` (default 9); production is paced to last at least
-``SURGE_FAULT_PRODUCE_SECONDS`` (default 60) at no more than 10,000 events/s.
+``SURGE_FAULT_PRODUCE_SECONDS`` (default 60) at no more than 10,000 events/s. The
+workers log at ``SURGE_FAULT_LOG_LEVEL`` (default WARNING).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -40,10 +35,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.structs import TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from app.events import parse_ts
@@ -52,6 +43,21 @@ from app.events.model import Signal
 from app.localkafka import LocalKafka
 from app.streaming.processor import home_partition
 from app.traffic.generator import TopicNames, TrafficGenerator, TrafficPlan
+from tests.conftest import create_topic, run_coroutine
+from tests.integration.harness import (
+    PARTITIONS,
+    WINDOW_MS,
+    Message,
+    PacedProducer,
+    Topics,
+    Worker,
+    WorkerFactory,
+    close_windows,
+    free_port,
+    read_all,
+    wait_caught_up,
+    window_start,
+)
 
 EVENTS = int(os.environ.get("SURGE_FAULT_EVENTS", "1000000"))
 FUZZ = int(os.environ.get("SURGE_FAULT_FUZZ", "100000"))
@@ -64,9 +70,6 @@ pytestmark = [
     pytest.mark.timeout(900 + max(EVENTS, FUZZ + FUZZ_VALID) // 400),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
-PARTITIONS = 4
-WINDOW_MS = 10_000
 # Shop time the traffic plan spans, whatever its size (the traffic is cut at N events before
 # its end). The grace is roughly half of the traffic's span or more, so the catch-up skew
 # between the three topics of one partition after an outage (they share one event clock,
@@ -80,7 +83,6 @@ GRACE_S = 450
 MIN_PRODUCE_S = float(os.environ.get("SURGE_FAULT_PRODUCE_SECONDS", "60"))
 PRODUCE_RATE = 10_000.0
 READY_TIMEOUT = 120.0
-SIGNAL_OF_SUFFIX = {"searches": "search", "cart_adds": "cart_add", "orders": "order"}
 DIAGNOSTICS = (
     "surge_events_consumed_total",
     "surge_events_counted_total",
@@ -88,247 +90,21 @@ DIAGNOSTICS = (
     "surge_late_events_total",
     "surge_state_restores_total",
     "surge_partition_resyncs_total",
+    "surge_rekeyed_events_total",
 )
 
-Message = tuple[str, bytes | None, bytes | None]
 WindowKey = tuple[str, str, str, int]  # sku, region, signal, window start
 
 
-# -- broker helpers -----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass(frozen=True)
-class Topics:
-    searches: str
-    cart_adds: str
-    orders: str
-    dead_letters: str
-    triggers: str
-    forecasts: str
-    calendar: str
-
-    @property
-    def inputs(self) -> tuple[str, str, str]:
-        return (self.searches, self.cart_adds, self.orders)
-
-    def signal(self, topic: str) -> str:
-        return ("search", "cart_add", "order")[self.inputs.index(topic)]
+# -- topics and workers -------------------------------------------------------------------
 
 
 def create_topics(bootstrap: str, prefix: str) -> Topics:
     tag = uuid.uuid4().hex[:10]
-    names = {name: f"faults-{prefix}-{name}-{tag}" for name in Topics.__annotations__}
-
-    async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics(
-                [NewTopic(name, PARTITIONS, 1) for name in names.values()],
-            )
-            deadline = time.monotonic() + 30
-            while True:
-                described = await admin.describe_topics(list(names.values()))
-                if len(described) == len(names) and all(
-                    t["error_code"] == 0
-                    and len(t["partitions"]) == PARTITIONS
-                    and all(p["leader"] >= 0 for p in t["partitions"])
-                    for t in described
-                ):
-                    return
-                assert time.monotonic() < deadline, described
-                await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
+    names = {name: f"faults-{prefix}-{name}-{tag}" for name in Topics.names(calendar=True)}
+    for name in names.values():
+        run_coroutine(create_topic(bootstrap, name, PARTITIONS))
     return Topics(**names)
-
-
-def read_all(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Any]:
-    """Every record of ``topic`` up to its end offsets at the time of the call."""
-
-    async def read() -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
-        await consumer.start()
-        records: list[Any] = []
-        try:
-            tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            pending = {tp for tp, end in ends.items() if end > 0}
-            deadline = time.monotonic() + timeout
-            while pending:
-                assert time.monotonic() < deadline, f"reading {topic} timed out"
-                batches = await consumer.getmany(timeout_ms=500, max_records=50_000)
-                for tp, batch in batches.items():
-                    records.extend(batch)
-                    if batch and batch[-1].offset + 1 >= ends[tp]:
-                        pending.discard(tp)
-        finally:
-            await consumer.stop()
-        return records
-
-    return asyncio.run(read())
-
-
-def caught_up(bootstrap: str, group: str, topics: tuple[str, ...]) -> tuple[bool, str]:
-    """True once the group's committed offsets equal the log end of every input partition."""
-
-    async def check() -> tuple[bool, str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-        await admin.start()
-        await consumer.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(group)
-            tps = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
-            ends = await consumer.end_offsets(tps)
-        finally:
-            await consumer.stop()
-            await admin.close()
-        behind = {
-            f"{tp.topic[-16:]}/{tp.partition}": (committed[tp].offset if tp in committed else -1, e)
-            for tp, e in ends.items()
-            if e > 0 and (tp not in committed or committed[tp].offset != e)
-        }
-        return not behind, str(behind)
-
-    return asyncio.run(check())
-
-
-# -- the worker ---------------------------------------------------------------------------
-
-
-class Worker:
-    """One ``python -m app worker`` process and its web port."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.env = {**env, "SURGE_WEB_PORT": str(self.port)}
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "worker"],
-            cwd=REPO,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.alive(), self.log()
-            try:
-                if self.get("/ready")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"worker not ready after {timeout} s\n{self.log()}")
-
-    def metric(self, name: str, **labels: str) -> float:
-        try:
-            _, body = self.get("/metrics")
-        except OSError:
-            return -1.0
-        total = 0.0
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    total += sample.value
-        return total
-
-    def diagnostics(self) -> dict[str, float]:
-        return {name: self.metric(name) for name in DIAGNOSTICS}
-
-    def terminate(self, timeout: float = 60.0) -> int | None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return None
-        finally:
-            self._log.close()
-
-    def kill(self) -> None:
-        self.process.kill()  # SIGKILL
-        self.process.wait(10)
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-class WorkerFactory:
-    def __init__(self, bootstrap: str, topics: Topics, tmp_path: Path) -> None:
-        self.bootstrap = bootstrap
-        self.topics = topics
-        self.tmp_path = tmp_path
-        self.app_id = f"surge-faults-{uuid.uuid4().hex[:8]}"
-        self.started: list[Worker] = []
-
-    def start(self) -> Worker:
-        n = len(self.started)
-        t = self.topics
-        env = {
-            **os.environ,
-            "SURGE_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "SURGE_TOPIC_SEARCHES": t.searches,
-            "SURGE_TOPIC_CART_ADDS": t.cart_adds,
-            "SURGE_TOPIC_ORDERS": t.orders,
-            "SURGE_TOPIC_DEAD_LETTERS": t.dead_letters,
-            "SURGE_TOPIC_TRIGGERS": t.triggers,
-            "SURGE_TOPIC_FORECASTS": t.forecasts,
-            "SURGE_TOPIC_CALENDAR": t.calendar,
-            "SURGE_TOPIC_PARTITIONS": str(PARTITIONS),
-            "SURGE_APP_ID": self.app_id,
-            "SURGE_WEB_HOST": "127.0.0.1",
-            # its own state directory per process: two workers may run side by side
-            "SURGE_DATA_DIR": str(self.tmp_path / f"worker-data-{n}"),
-            "SURGE_WINDOW_SECONDS": str(WINDOW_MS // 1000),
-            "SURGE_GRACE_SECONDS": str(GRACE_S),
-            "SURGE_BROKER_SESSION_TIMEOUT_SECONDS": "6",
-            "SURGE_BROKER_HEARTBEAT_INTERVAL_SECONDS": "1",
-            "SURGE_SNAPSHOT_HMAC_KEY": "fault-test-key",
-            "SURGE_LOG_LEVEL": "WARNING",
-        }
-        worker = Worker(env, self.tmp_path / f"worker-{n}.log")
-        self.started.append(worker)
-        return worker
-
-    def stop_all(self) -> None:
-        for worker in self.started:
-            if worker.alive():
-                worker.kill()
 
 
 @pytest.fixture
@@ -336,7 +112,21 @@ def workers_on(tmp_path: Path) -> Iterator[Callable[[str, Topics], WorkerFactory
     factories: list[WorkerFactory] = []
 
     def make(bootstrap: str, topics: Topics) -> WorkerFactory:
-        factory = WorkerFactory(bootstrap, topics, tmp_path)
+        factory = WorkerFactory(
+            bootstrap,
+            topics,
+            tmp_path,
+            app_id=f"surge-faults-{uuid.uuid4().hex[:8]}",
+            settings={
+                "web_host": "127.0.0.1",
+                "grace_seconds": str(GRACE_S),
+                "snapshot_hmac_key": "fault-test-key",
+                "log_level": os.environ.get("SURGE_FAULT_LOG_LEVEL", "WARNING"),
+            },
+            # two workers may run side by side
+            own_data_dir=True,
+            ready_timeout=READY_TIMEOUT,
+        )
         factories.append(factory)
         return factory
 
@@ -348,10 +138,6 @@ def workers_on(tmp_path: Path) -> Iterator[Callable[[str, Topics], WorkerFactory
 # -- traffic and the expected counts ------------------------------------------------------
 
 
-def window_start(ts: int) -> int:
-    return ts - ts % WINDOW_MS
-
-
 @dataclass
 class Traffic:
     """Valid generated traffic and what the service must count from it."""
@@ -361,6 +147,23 @@ class Traffic:
     last_ts: int
     expected: Counter[WindowKey] = field(default_factory=Counter)
     first_window: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def count(self, signal_name: str, value: dict[str, Any]) -> None:
+        """Add one valid event to the volume of its SKU's window, whatever partition it is on.
+
+        The SKU is the event's, not the message key's: an event keyed by something else
+        is re-keyed by the worker and counted with its SKU (docs/STREAMING.md).
+        """
+        ts: int = value["ts"]
+        self.last_ts = max(self.last_ts, ts)
+        if signal_name == "order" and value["status"] != "paid":
+            return  # failed payments feed stockouts, not the order volume
+        qty = 1 if signal_name == "search" else int(value.get("qty", 1))
+        region = value.get("region") or "default"
+        start = window_start(ts)
+        self.expected[(value["sku"], region, signal_name, start)] += qty
+        key = (value["sku"], region)
+        self.first_window[key] = min(self.first_window.get(key, start), start)
 
 
 def make_traffic(topics: Topics, events: int, seed: int) -> Traffic:
@@ -380,128 +183,16 @@ def make_traffic(topics: Topics, events: int, seed: int) -> Traffic:
         topics=TopicNames(topics.searches, topics.cart_adds, topics.orders),
     )
     traffic = Traffic(messages=[], start_ms=start_ms, last_ts=start_ms)
-    expected, first = traffic.expected, traffic.first_window
     for record in TrafficGenerator(plan):
-        value = record.value
+        assert record.key == record.value["sku"]
         traffic.messages.append((record.topic, record.key.encode(), record.encoded()))
-        traffic.last_ts = max(traffic.last_ts, record.ts)
-        signal_name = topics.signal(record.topic)
-        if signal_name == "order" and value["status"] != "paid":
-            continue  # failed payments feed stockouts, not the order volume
-        qty = 1 if signal_name == "search" else int(value.get("qty", 1))
-        region = value.get("region") or "default"
-        start = window_start(record.ts)
-        expected[(record.key, region, signal_name, start)] += qty
-        key = (record.key, region)
-        first[key] = min(first.get(key, start), start)
+        traffic.count(topics.signal(record.topic), record.value)
     assert len(traffic.messages) == events
     return traffic
 
 
-class PacedProducer(threading.Thread):
-    """Produces messages in order at a steady rate; ``sent`` counts acknowledged ones.
-
-    ``partition_of`` pins a message (by index) to a partition; ``offsets`` records where
-    the messages whose index is in ``track`` landed.
-    """
-
-    def __init__(
-        self,
-        bootstrap: str,
-        messages: list[Message],
-        rate: float,
-        *,
-        partition_of: dict[int, int] | None = None,
-        track: set[int] | None = None,
-    ) -> None:
-        super().__init__(daemon=True)
-        self.bootstrap = bootstrap
-        self.messages = messages
-        self.rate = rate
-        self.partition_of = partition_of or {}
-        self.track = track or set()
-        self.offsets: dict[int, tuple[str, int, int]] = {}
-        self.sent = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            asyncio.run(self._produce())
-        except BaseException as error:
-            self.error = error
-
-    async def _produce(self) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            linger_ms=20,
-            max_batch_size=256 * 1024,
-            enable_idempotence=True,
-            request_timeout_ms=120_000,
-        )
-        await producer.start()
-        started = time.monotonic()
-        chunk = 2000
-        try:
-            for first in range(0, len(self.messages), chunk):
-                futures = []
-                for i in range(first, min(first + chunk, len(self.messages))):
-                    topic, key, value = self.messages[i]
-                    future = await producer.send(
-                        topic, value, key=key, partition=self.partition_of.get(i)
-                    )
-                    futures.append((i, future))
-                for i, future in futures:
-                    meta = await future
-                    if i in self.track:
-                        self.offsets[i] = (meta.topic, meta.partition, meta.offset)
-                self.sent = min(first + chunk, len(self.messages))
-                ahead = started + self.sent / self.rate - time.monotonic()
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-            await producer.flush()
-        finally:
-            await producer.stop()
-
-
 def produce_rate(count: int) -> float:
     return min(PRODUCE_RATE, count / MIN_PRODUCE_S)
-
-
-def close_every_window(bootstrap: str, topics: Topics, traffic: Traffic) -> None:
-    """Move each partition's event clock far enough for every window of the data to close.
-
-    One search per partition, keyed by a SKU of that partition; its window closes nothing
-    of the traffic and is not checked.
-    """
-    closer_ts = window_start(traffic.last_ts) + WINDOW_MS + GRACE_S * 1000
-    messages: list[Message] = []
-    partition_of: dict[int, int] = {}
-    for partition in range(PARTITIONS):
-        sku = next(
-            name
-            for name in (f"closer-{n}" for n in range(10_000))
-            if home_partition(name, PARTITIONS) == partition
-        )
-        partition_of[len(messages)] = partition
-        messages.append(
-            (topics.searches, sku.encode(), orjson.dumps({"ts": closer_ts, "sku": sku}))
-        )
-    producer = PacedProducer(bootstrap, messages, rate=1e9, partition_of=partition_of)
-    producer.run()
-    assert producer.error is None, producer.error
-
-
-def wait_caught_up(
-    bootstrap: str, group: str, topics: Topics, worker: Worker, timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        done, behind = caught_up(bootstrap, group, topics.inputs)
-        if done:
-            return
-        assert worker.alive(), worker.log()
-        assert time.monotonic() < deadline, f"not caught up after {timeout} s: {behind}"
-        time.sleep(1.0)
 
 
 def reconcile(
@@ -521,7 +212,10 @@ def reconcile(
     with ``actual`` equal to the expected volume (zero included); every window that is
     there, checked or not, must carry the expected volume. Then: no trigger_id twice.
     """
-    close_every_window(bootstrap, topics, traffic)
+    # one search per partition, its window far past the traffic's: every window closes
+    close_windows(
+        bootstrap, topics.searches, window_start(traffic.last_ts) + WINDOW_MS + GRACE_S * 1000
+    )
     last = window_start(traffic.last_ts)
     floor = traffic.start_ms + 3 * WINDOW_MS
     wanted: set[WindowKey] = set()
@@ -544,7 +238,7 @@ def reconcile(
             break
         assert time.monotonic() < deadline, (
             f"{context}: {len(missing)} of {len(wanted)} windows never closed, e.g. "
-            f"{sorted(missing)[:5]}; worker: {worker.diagnostics()}\n{worker.log()}"
+            f"{sorted(missing)[:5]}; worker: {worker.diagnostics(DIAGNOSTICS)}\n{worker.log()}"
         )
         time.sleep(2.0)
     mismatched = {
@@ -555,7 +249,7 @@ def reconcile(
     volume_checked = sum(traffic.expected.get(key, 0) for key in actual)
     assert not mismatched, (
         f"{context}: {len(mismatched)} of {len(actual)} windows differ (service, expected): "
-        f"{sorted(mismatched.items())[:10]}; worker: {worker.diagnostics()}"
+        f"{sorted(mismatched.items())[:10]}; worker: {worker.diagnostics(DIAGNOSTICS)}"
     )
     triggers = read_all(bootstrap, topics.triggers)
     copies: dict[str, list[Any]] = {}
@@ -660,7 +354,7 @@ def test_three_sigkills_mid_stream_keep_counts_exact_and_triggers_unique(
     producer.join()
     assert producer.error is None, producer.error
     assert kills[0]["at_sent"] < EVENTS, "the first kill was not mid-stream"
-    wait_caught_up(kafka_bootstrap, factory.app_id, topics, worker, timeout=600)
+    wait_caught_up(kafka_bootstrap, factory.app_id, topics.inputs, worker, timeout=600)
     result = reconcile(
         kafka_bootstrap,
         topics,
@@ -722,7 +416,7 @@ def test_broker_stop_and_restart_mid_stream_keeps_counts_exact(
         producer.join()
         assert producer.error is None, producer.error
         assert sent_at_stop < EVENTS, "the broker stop was not mid-stream"
-        wait_caught_up(bootstrap, factory.app_id, topics, worker, timeout=600)
+        wait_caught_up(bootstrap, factory.app_id, topics.inputs, worker, timeout=600)
         result = reconcile(bootstrap, topics, traffic, worker, "after a broker restart")
         assert worker.alive() and worker.get("/health")[0] == 200, worker.log()
         assert worker.terminate() == 0, worker.log()
@@ -772,7 +466,7 @@ def test_rebalance_after_one_of_two_workers_is_killed_keeps_counts_exact(
     producer.join()
     assert producer.error is None, producer.error
     assert killed_at < EVENTS, "the kill was not mid-stream"
-    wait_caught_up(kafka_bootstrap, factory.app_id, topics, survivor, timeout=600)
+    wait_caught_up(kafka_bootstrap, factory.app_id, topics.inputs, survivor, timeout=600)
     result = reconcile(
         kafka_bootstrap, topics, traffic, survivor, "after a rebalance", kills_ms=(killed_ms,)
     )
@@ -857,16 +551,18 @@ def test_fuzzed_messages_are_dead_lettered_and_valid_counts_stay_exact(
     traffic = make_traffic(topics, FUZZ_VALID, seed=SEED + 3)
     now_ms = int(time.time() * 1000)
     signals = {t: Signal(topics.signal(t)) for t in topics.inputs}
-    # Build the bad messages and where they go; the codec here tells the reason expected.
-    bad: list[tuple[Message, str, int | None]] = []
+    # Build the injected messages and where they go; the codec here tells the reason
+    # expected. About 2 % are not bad: a copy of the valid event just before it in the
+    # stream, on a partition that is not its SKU's (as a producer keying by something else
+    # would send it). The worker re-keys it to its SKU's partition and counts it there,
+    # so it is no dead letter and adds to its SKU's expected volume. (A copy of a random
+    # event could be older than the grace where it lands, and rightly not counted.)
+    injected: list[tuple[Message, str] | int] = []  # (bad message, reason) or a shift
     for _ in range(FUZZ):
         valid = traffic.messages[rng.randrange(len(traffic.messages))]
         topic = rng.choice(topics.inputs) if rng.random() < 0.3 else valid[0]
-        if rng.random() < 0.02:  # a valid event on the wrong partition
-            assert valid[1] is not None
-            home = home_partition(valid[1].decode(), PARTITIONS)
-            wrong = (home + rng.randrange(1, PARTITIONS)) % PARTITIONS
-            bad.append(((valid[0], valid[1], valid[2]), "wrong_partition", wrong))
+        if rng.random() < 0.02:  # a valid event on the wrong partition: home + shift
+            injected.append(rng.randrange(1, PARTITIONS))
             continue
         while True:
             value = fuzz_message(rng, topics, now_ms, valid)
@@ -876,25 +572,37 @@ def test_fuzzed_messages_are_dead_lettered_and_valid_counts_stay_exact(
         key = rng.choice([valid[1], None, rng.randbytes(8), b"\xff\xfe"])
         if value is None:  # Kafka needs a key or a value
             key = valid[1]
-        bad.append(((topic, key, value), decoded.reason, None))
+        injected.append(((topic, key, value), decoded.reason))
     # Mix them into the valid traffic at seeded places.
-    slots = sorted(rng.sample(range(len(traffic.messages) + len(bad)), len(bad)))
+    slots = sorted(rng.sample(range(len(traffic.messages) + len(injected)), len(injected)))
     messages: list[Message] = []
     partition_of: dict[int, int] = {}
-    reason_at: dict[int, str] = {}
+    reason_at: dict[int, str] = {}  # the bad messages
+    rekeyed_at: set[int] = set()  # the valid events on the wrong partition
     valid_iter = iter(traffic.messages)
-    bad_iter = iter(bad)
+    injected_iter = iter(injected)
     slot_set = set(slots)
-    for i in range(len(traffic.messages) + len(bad)):
-        if i in slot_set:
-            message, reason, partition = next(bad_iter)
-            reason_at[i] = reason
-            if partition is not None:
-                partition_of[i] = partition
-            messages.append(message)
+    last_valid = traffic.messages[0]
+    for i in range(len(traffic.messages) + len(injected)):
+        if i not in slot_set:
+            last_valid = next(valid_iter)
+            messages.append(last_valid)
+            continue
+        item = next(injected_iter)
+        if isinstance(item, int):
+            topic, key, raw = last_valid
+            assert key is not None and raw is not None
+            partition_of[i] = (home_partition(key.decode(), PARTITIONS) + item) % PARTITIONS
+            rekeyed_at.add(i)
+            traffic.count(topics.signal(topic), orjson.loads(raw))
+            messages.append(last_valid)
         else:
-            messages.append(next(valid_iter))
+            message, reason = item
+            reason_at[i] = reason
+            messages.append(message)
+    assert len(reason_at) + len(rekeyed_at) == FUZZ
     factory = workers_on(kafka_bootstrap, topics)
+    rekey_topic = f"{factory.app_id}-rekeyed"
     worker = factory.start()
     worker.wait_ready()
     producer = PacedProducer(
@@ -902,14 +610,17 @@ def test_fuzzed_messages_are_dead_lettered_and_valid_counts_stay_exact(
         messages,
         produce_rate(len(messages)),
         partition_of=partition_of,
-        track=set(reason_at),
+        track=set(reason_at) | rekeyed_at,
     )
     producer.start()
     while producer.is_alive():
         assert worker.alive(), f"the worker crashed on fuzzed input\n{worker.log()}"
         producer.join(1.0)
     assert producer.error is None, producer.error
-    wait_caught_up(kafka_bootstrap, factory.app_id, topics, worker, timeout=600)
+    # the re-keyed events are read back from the re-key topic: wait for that one too
+    wait_caught_up(
+        kafka_bootstrap, factory.app_id, [*topics.inputs, rekey_topic], worker, timeout=600
+    )
     assert worker.alive() and worker.get("/health")[0] == 200, worker.log()
 
     expected_letters = {producer.offsets[i]: reason_at[i] for i in reason_at}
@@ -934,20 +645,56 @@ def test_fuzzed_messages_are_dead_lettered_and_valid_counts_stay_exact(
             wrong_raw.append(where)
     assert not wrong_reason, f"{len(wrong_reason)} dead letters wrong: {wrong_reason[:10]}"
     assert not wrong_raw, f"{len(wrong_raw)} dead letters lost the original bytes"
-    assert len(letters) == FUZZ, (len(letters), FUZZ)
+    assert len(letters) == len(reason_at), (len(letters), len(reason_at))
     assert set(seen) == set(expected_letters), (
         f"missing: {len(set(expected_letters) - set(seen))}, "
         f"unexpected: {len(set(seen) - set(expected_letters))}"
     )
     assert max(seen.values()) == 1
-    assert worker.metric("surge_invalid_events_total") == FUZZ
+    assert worker.metric("surge_invalid_events_total") == len(reason_at)
+
+    # Every event on the wrong partition was forwarded exactly once, keyed by its SKU, to
+    # its SKU's partition, with its origin and its original event.
+    expected_rekeyed = {producer.offsets[i]: i for i in rekeyed_at}
+    forwarded: Counter[tuple[str, int, int]] = Counter()
+    wrong_forward: list[Any] = []
+    for record in read_all(kafka_bootstrap, rekey_topic):
+        body = orjson.loads(record.value)
+        origin = (body["topic"], body["partition"], body["offset"])
+        forwarded[origin] += 1
+        i = expected_rekeyed.get(origin)
+        sku = body["event"]["sku"]
+        if (
+            i is None
+            or body["event"] != orjson.loads(messages[i][2] or b"")
+            or body["signal"] != topics.signal(origin[0])
+            or record.key != sku.encode()
+            or record.partition != home_partition(sku, PARTITIONS)
+            or record.partition == origin[1]
+        ):
+            wrong_forward.append((origin, record.key, record.partition, i))
+    assert not wrong_forward, f"{len(wrong_forward)} re-keyed wrong: {wrong_forward[:10]}"
+    assert set(forwarded) == set(expected_rekeyed), (
+        f"missing: {len(set(expected_rekeyed) - set(forwarded))}, "
+        f"unexpected: {len(set(forwarded) - set(expected_rekeyed))}"
+    )
+    assert not forwarded or max(forwarded.values()) == 1
+    assert worker.metric("surge_rekeyed_events_total") == len(rekeyed_at)
+    # no crash: every valid event, re-keyed ones included, taken in exactly once
+    consumed = worker.metric("surge_events_consumed_total")
+    assert consumed == len(traffic.messages) + len(rekeyed_at), worker.diagnostics(DIAGNOSTICS)
+    # the re-keyed events are in traffic.expected: their windows must count them
     result = reconcile(kafka_bootstrap, topics, traffic, worker, "with fuzzed messages")
+    # produced in event-time order, re-keyed copies included: none may count as late
+    assert worker.metric("surge_late_events_total") == 0, worker.diagnostics(DIAGNOSTICS)
     assert worker.alive() and worker.get("/health")[0] == 200, worker.log()
     assert worker.terminate() == 0, worker.log()
     report(
         "fuzz",
         fuzz=FUZZ,
         valid=FUZZ_VALID,
+        dead_letters=len(reason_at),
+        rekeyed=len(rekeyed_at),
         reasons=dict(Counter(reason_at.values()).most_common(12)),
         seconds=round(time.monotonic() - began),
         **result,

@@ -1,43 +1,39 @@
 """The worker for real: ``python -m app worker`` as a subprocess against a Kafka broker.
 
-Fresh topics and a fresh consumer group per test; what the worker published is read back
-with a plain aiokafka consumer.
+Fresh topics and a fresh consumer group per test (``harness.py``, fixtures in
+``conftest.py``); what the worker published is read back with a plain aiokafka consumer.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.streaming.processor import home_partition
+from tests.integration.harness import (
+    PARTITIONS,
+    WINDOW_MS,
+    Message,
+    PacedProducer,
+    Topics,
+    Worker,
+    caught_up,
+    close_windows,
+    consume_until,
+    produce,
+    read_all,
+    wait_caught_up,
+    window_start,
+)
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-PARTITIONS = 4
-WINDOW_MS = 10_000
-READY_TIMEOUT = 90.0
 DIAGNOSTICS = (
     "surge_events_consumed_total",
     "surge_events_counted_total",
@@ -46,206 +42,6 @@ DIAGNOSTICS = (
     "surge_state_restores_total",
     "surge_snapshot_signature_failures_total",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass(frozen=True)
-class Topics:
-    searches: str
-    cart_adds: str
-    orders: str
-    dead_letters: str
-    triggers: str
-    forecasts: str
-
-
-@pytest.fixture
-def topics(fresh_topic: Callable[..., str]) -> Topics:
-    return Topics(
-        *(fresh_topic(PARTITIONS, prefix=f"worker-{name}") for name in Topics.__annotations__)
-    )
-
-
-class Worker:
-    """One ``python -m app worker`` process and its web port."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.env = {**env, "SURGE_WEB_PORT": str(self.port)}
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "worker"],
-            cwd=REPO,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> list[int]:
-        """Poll /ready until 200; returns the statuses seen (connection refused is skipped)."""
-        seen: list[int] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log()
-            try:
-                status, _ = self.get("/ready")
-            except OSError:
-                time.sleep(0.2)
-                continue
-            seen.append(status)
-            if status == 200:
-                return seen
-            time.sleep(0.2)
-        raise AssertionError(
-            f"worker not ready after {timeout} s; /ready said {seen[-5:]}\n{self.log()}"
-        )
-
-    def metric(self, name: str, **labels: str) -> float:
-        _, body = self.get("/metrics")
-        total = 0.0
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    total += sample.value
-        return total
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        finally:
-            self._log.close()
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-@pytest.fixture
-def start_worker(
-    kafka_bootstrap: str, topics: Topics, tmp_path: Path
-) -> Iterator[Callable[..., Worker]]:
-    started: list[Worker] = []
-    app_id = f"surge-test-{uuid.uuid4().hex[:8]}"
-
-    def start(**settings: str) -> Worker:
-        env = {
-            **os.environ,
-            "SURGE_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "SURGE_TOPIC_SEARCHES": topics.searches,
-            "SURGE_TOPIC_CART_ADDS": topics.cart_adds,
-            "SURGE_TOPIC_ORDERS": topics.orders,
-            "SURGE_TOPIC_DEAD_LETTERS": topics.dead_letters,
-            "SURGE_TOPIC_TRIGGERS": topics.triggers,
-            "SURGE_TOPIC_FORECASTS": topics.forecasts,
-            "SURGE_TOPIC_PARTITIONS": str(PARTITIONS),
-            "SURGE_APP_ID": app_id,
-            "SURGE_DATA_DIR": str(tmp_path / "worker-data"),
-            "SURGE_WINDOW_SECONDS": str(WINDOW_MS // 1000),
-            "SURGE_GRACE_SECONDS": "0",
-            "SURGE_BROKER_SESSION_TIMEOUT_SECONDS": "6",
-            "SURGE_BROKER_HEARTBEAT_INTERVAL_SECONDS": "1",
-            "SURGE_SNAPSHOT_HMAC_KEY": "integration-test-key",
-            **{f"SURGE_{k.upper()}": v for k, v in settings.items()},
-        }
-        worker = Worker(env, tmp_path / f"worker-{len(started)}.log")
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        if worker.process.poll() is None:
-            worker.kill()
-
-
-def produce(
-    bootstrap: str, messages: list[tuple[str, bytes | None, bytes]], partition: int | None = None
-) -> None:
-    async def send_all() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-        await producer.start()
-        try:
-            for topic, key, value in messages:
-                await producer.send(topic, value, key=key, partition=partition)
-            await producer.flush()
-        finally:
-            await producer.stop()
-
-    asyncio.run(send_all())
-
-
-def consume_until(
-    bootstrap: str,
-    topic: str,
-    done: Callable[[list[Any]], bool],
-    timeout: float = 60.0,
-) -> list[Any]:
-    """Read ``topic`` from the start until ``done(records)`` or the timeout."""
-
-    async def read() -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-        )
-        await consumer.start()
-        records: list[Any] = []
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and not done(records):
-                batches = await consumer.getmany(timeout_ms=500)
-                for batch in batches.values():
-                    records.extend(batch)
-        finally:
-            await consumer.stop()
-        return records
-
-    return asyncio.run(read())
-
-
-def committed_and_end_offsets(
-    bootstrap: str, group: str, topic: str
-) -> tuple[dict[int, int], dict[int, int]]:
-    async def offsets() -> tuple[dict[int, int], dict[int, int]]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-        await admin.start()
-        await consumer.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(group)
-            tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-            ends = await consumer.end_offsets(tps)
-        finally:
-            await consumer.stop()
-            await admin.close()
-        return (
-            {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == topic},
-            {tp.partition: offset for tp, offset in ends.items() if offset > 0},
-        )
-
-    return asyncio.run(offsets())
-
-
-def window_start(ts: int) -> int:
-    return ts - ts % WINDOW_MS
 
 
 def cart_add(sku: str, ts: int) -> bytes:
@@ -277,11 +73,13 @@ def test_worker_publishes_a_cart_surge_trigger_and_dead_letters_and_stops_cleanl
     surge = [(topics.cart_adds, sku.encode(), cart_add(sku, now)) for _ in range(60)]
     produce(kafka_bootstrap, history)
     produce(kafka_bootstrap, [(topics.cart_adds, b"X", raw) for raw in invalid])
-    # keyed by something else than the SKU: it would split the SKU's state
+    # keyed by something else than the SKU: re-keyed to the SKU's partition and counted there
     misrouted = orjson.dumps({"ts": now, "sku": sku, "user": "u-1"})
-    wrong = (home_partition(sku, PARTITIONS) + 1) % PARTITIONS
-    produce(kafka_bootstrap, [(topics.cart_adds, b"u-1", misrouted)], partition=wrong)
-    invalid[misrouted] = "wrong_partition"
+    home = home_partition(sku, PARTITIONS)
+    wrong = (home + 1) % PARTITIONS
+    [misrouted_at] = produce(
+        kafka_bootstrap, [(topics.cart_adds, b"u-1", misrouted)], partition=wrong
+    )
     produce(kafka_bootstrap, surge)
 
     def has_surge(records: list[Any]) -> bool:
@@ -311,38 +109,53 @@ def test_worker_publishes_a_cart_surge_trigger_and_dead_letters_and_stops_cleanl
 
     for raw_reason in set(invalid.values()):
         assert worker.metric("surge_invalid_events_total", reason=raw_reason) == 1
+    assert worker.metric("surge_invalid_events_total") == len(invalid)
+    # The mis-keyed event goes the long way (re-key topic, then its home partition):
+    # wait until it is taken in there, then it counts once, like its SKU's other events.
+    consumed_all = len(history) + len(surge) + 1
+    deadline = time.monotonic() + 30
+    while worker.metric("surge_events_consumed_total", signal="cart_add") < consumed_all:
+        assert time.monotonic() < deadline, (worker.diagnostics(DIAGNOSTICS), worker.log())
+        time.sleep(0.2)
     consumed = worker.metric("surge_events_consumed_total", signal="cart_add")
-    assert consumed == len(history) + len(surge)
+    assert consumed == consumed_all
+    assert worker.metric("surge_rekeyed_events_total") == 1
     assert worker.metric("surge_triggers_total", reason="cart_surge", tier="second") >= 1
     assert worker.metric("surge_event_to_trigger_latency_seconds_count") >= 1
 
+    # It counts in its SKU's window: the surge window holds the surge and the mis-keyed event.
+    current_end = current + WINDOW_MS
+    close_windows(kafka_bootstrap, topics.cart_adds, current_end + WINDOW_MS)
+
+    def surge_window(records: list[Any]) -> list[dict[str, Any]]:
+        bodies = (orjson.loads(r.value) for r in records)
+        return [
+            body
+            for body in bodies
+            if body["sku"] == sku and body["signal"] == "cart_add" and window_of(body) == current
+        ]
+
+    forecasts = consume_until(kafka_bootstrap, topics.forecasts, lambda r: bool(surge_window(r)))
+    assert [body["actual"] for body in surge_window(forecasts)] == [len(surge) + 1], worker.log()
+
     assert worker.terminate() == 0, worker.log()
-    committed, ends = committed_and_end_offsets(
-        kafka_bootstrap, worker.env["SURGE_APP_ID"], topics.cart_adds
+    # forwarded exactly once, keyed by its SKU, to the SKU's home partition, with its origin
+    rekey_topic = f"{worker.env['SURGE_APP_ID']}-rekeyed"
+    rekeyed = read_all(kafka_bootstrap, rekey_topic)
+    assert [(r.key, r.partition) for r in rekeyed] == [(sku.encode(), home)]
+    assert misrouted_at[:2] == (topics.cart_adds, wrong)
+    assert orjson.loads(rekeyed[0].value) == {
+        "signal": "cart_add",
+        "topic": topics.cart_adds,
+        "partition": wrong,
+        "offset": misrouted_at[2],
+        "event": orjson.loads(misrouted),
+    }
+    # the last batch was committed on the way out, the re-keyed one included
+    done, behind = caught_up(
+        kafka_bootstrap, worker.env["SURGE_APP_ID"], [topics.cart_adds, rekey_topic]
     )
-    assert committed == ends  # the last batch was committed on the way out
-
-
-class PacedProducer(threading.Thread):
-    """Produces the messages in chunks with pauses, so a worker can be killed mid-stream."""
-
-    def __init__(
-        self, bootstrap: str, messages: list[tuple[str, bytes | None, bytes]], chunks: int
-    ) -> None:
-        super().__init__(daemon=True)
-        self.bootstrap = bootstrap
-        self.messages = messages
-        self.chunks = chunks
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        size = -(-len(self.messages) // self.chunks)
-        try:
-            for start in range(0, len(self.messages), size):
-                produce(self.bootstrap, self.messages[start : start + size])
-                time.sleep(0.2)
-        except BaseException as error:
-            self.error = error
+    assert done, behind
 
 
 def test_counts_are_exact_after_a_kill_9_mid_stream_and_triggers_are_not_duplicated(
@@ -351,7 +164,7 @@ def test_counts_are_exact_after_a_kill_9_mid_stream_and_triggers_are_not_duplica
     windows, skus = 12, [f"R-{i}" for i in range(40)]
     base = window_start(int(time.time() * 1000)) - 20 * WINDOW_MS
     expected: Counter[tuple[str, int]] = Counter()
-    messages: list[tuple[str, bytes | None, bytes]] = []
+    messages: list[Message] = []
     for w in range(windows):
         start = base + w * WINDOW_MS
         for step in range(30):
@@ -368,7 +181,7 @@ def test_counts_are_exact_after_a_kill_9_mid_stream_and_triggers_are_not_duplica
     settings = {"grace_seconds": "30"}
     first = start_worker(**settings)
     first.wait_ready()
-    producer = PacedProducer(kafka_bootstrap, messages, chunks=48)
+    producer = PacedProducer(kafka_bootstrap, messages, chunk=-(-len(messages) // 48), pause=0.2)
     producer.start()
     deadline = time.monotonic() + 60
     while first.metric("surge_events_consumed_total", signal="cart_add") < len(messages) * 0.3:
@@ -384,24 +197,10 @@ def test_counts_are_exact_after_a_kill_9_mid_stream_and_triggers_are_not_duplica
     assert producer.error is None
     # Wait until every partition is caught up, then move each partition's event clock far
     # past the data so that every window closes.
-    deadline = time.monotonic() + 60
-    while True:
-        committed, ends = committed_and_end_offsets(
-            kafka_bootstrap, second.env["SURGE_APP_ID"], topics.cart_adds
-        )
-        if committed == ends:
-            break
-        assert time.monotonic() < deadline, (committed, ends, second.log())
-        time.sleep(0.5)
-    closer = base + (windows + 10) * WINDOW_MS
-    for partition in range(PARTITIONS):  # each partition has its own event clock
-        sku = next(
-            name
-            for name in (f"closer-{n}" for n in range(1000))
-            if home_partition(name, PARTITIONS) == partition
-        )
-        message = (topics.cart_adds, sku.encode(), cart_add(sku, closer))
-        produce(kafka_bootstrap, [message], partition=partition)
+    wait_caught_up(
+        kafka_bootstrap, second.env["SURGE_APP_ID"], [topics.cart_adds], second, timeout=60
+    )
+    close_windows(kafka_bootstrap, topics.cart_adds, base + (windows + 10) * WINDOW_MS)
 
     # The engine's first two windows carry no forecast record (the first is partial, so
     # the second has no forecast to compare with): check every window after them.
@@ -425,7 +224,7 @@ def test_counts_are_exact_after_a_kill_9_mid_stream_and_triggers_are_not_duplica
     mismatched = {k: (actual[k], expected[k]) for k in wanted if actual[k] != expected[k]}
     assert not mismatched, (
         f"consumed before kill: {consumed_before_kill}; after: "
-        + str({name: second.metric(name) for name in DIAGNOSTICS})
+        + str(second.diagnostics(DIAGNOSTICS))
         + f"; {len(mismatched)} windows differ: {sorted(mismatched.items())[:20]}"
     )
     assert second.metric("surge_state_restores_total") > 0

@@ -1,7 +1,7 @@
 """First tier in the real worker: the calendar topic, idle ticks and pre-warm triggers.
 
-Uses the worker harness of ``test_worker.py`` (a ``python -m app worker`` subprocess on
-fresh topics and a fresh consumer group).
+Uses the worker harness (``harness.py``, fixtures in ``conftest.py``): a ``python -m app
+worker`` subprocess on fresh topics and a fresh consumer group.
 """
 
 from __future__ import annotations
@@ -16,14 +16,7 @@ import pytest
 
 from app.core.calendar import CalendarEvent, calendar_record
 from app.events import parse_ts
-from tests.integration.test_worker import (  # noqa: F401  (fixtures)
-    Topics,
-    Worker,
-    consume_until,
-    produce,
-    start_worker,
-    topics,
-)
+from tests.integration.harness import Message, Topics, Worker, consume_until, produce
 
 pytestmark = pytest.mark.integration
 
@@ -54,8 +47,8 @@ def launch(event_id: str, sku: str, fire_at: int) -> tuple[bytes, bytes]:
 
 def test_calendar_records_fire_one_pre_warm_dead_letter_bad_ones_and_tombstones_cancel(
     kafka_bootstrap: str,
-    topics: Topics,  # noqa: F811
-    start_worker: Callable[..., Worker],  # noqa: F811
+    topics: Topics,
+    start_worker: Callable[..., Worker],
     fresh_topic: Callable[..., str],
 ) -> None:
     calendar_topic = fresh_topic(1, prefix="worker-calendar", configs={"cleanup.policy": "compact"})
@@ -67,7 +60,7 @@ def test_calendar_records_fire_one_pre_warm_dead_letter_bad_ones_and_tombstones_
     fire_at = int(time.time() * 1000) + FIRE_IN_MS
     kept_key, kept_value = launch(f"launch-{run}", kept, fire_at)
     gone_key, gone_value = launch(f"gone-{run}", cancelled, fire_at)
-    messages: list[tuple[str, bytes | None, Any]] = [
+    messages: list[Message] = [
         (calendar_topic, kept_key, kept_value),
         (calendar_topic, gone_key, gone_value),
         (calendar_topic, b"bad-" + run.encode(), b"{oops"),
@@ -83,7 +76,7 @@ def test_calendar_records_fire_one_pre_warm_dead_letter_bad_ones_and_tombstones_
     triggers = consume_until(kafka_bootstrap, topics.triggers, settled, timeout=45)
     pre_warms = [r for r in triggers if orjson.loads(r.value)["reason"] == "pre_warm"]
     assert [orjson.loads(r.value)["sku"] for r in pre_warms] == [kept], (
-        worker.log() + str({n: worker.metric(n) for n in DIAGNOSTICS}) + str(worker.get("/ready"))
+        worker.log() + str(worker.diagnostics(DIAGNOSTICS)) + str(worker.get("/ready"))
     )
     [record] = pre_warms
     body = orjson.loads(record.value)
