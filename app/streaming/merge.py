@@ -99,7 +99,8 @@ class PartitionMerge:
             newest = max(event.ts for _, event in entries)
             if lane.frontier is None or newest > lane.frontier:
                 lane.frontier = newest
-        lane.next_offset = next_offset
+        if lane.next_offset is None or next_offset > lane.next_offset:
+            lane.next_offset = next_offset
 
     def next_offset(self, topic: str) -> int | None:
         """Offset after the last record of ``topic`` received (None: none, no commit)."""

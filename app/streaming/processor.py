@@ -397,7 +397,14 @@ class BatchProcessor:
         partitions = self._partition_count(batch.topic) if self._partition_count else None
         home = self._home
         duplicates = 0
+        received = self.merge_for(batch.partition).next_offset(batch.topic) or 0
         for offset, key, raw in batch:
+            if offset < received:
+                # Received before in this generation (Faust re-reads from the committed
+                # offset after some internal seeks): it may still be held by the merge,
+                # where the applied offsets cannot see it.
+                duplicates += 1
+                continue
             decoded = decode_event(raw, signal, now_ms=now, max_future_ms=self._max_future_ms)
             if isinstance(decoded, Invalid):
                 self._dead_letter(
@@ -438,7 +445,11 @@ class BatchProcessor:
         origins = self._rekey_origin
         consumed: dict[Signal, int] = {}
         duplicates = 0
+        received = self.merge_for(batch.partition).next_offset(batch.topic) or 0
         for offset, key, raw in batch:
+            if offset < received:  # received before in this generation (see _take_in)
+                duplicates += 1
+                continue
             unwrapped = unwrap(raw, now_ms=now, max_future_ms=self._max_future_ms)
             if isinstance(unwrapped, Invalid):
                 self._dead_letter(

@@ -187,3 +187,26 @@ def test_a_tick_releases_what_a_topic_held_back_once_it_caught_up_without_a_batc
     assert engine.count("SKU-1", Signal.CART_ADD) == 25
     assert len(outcome.triggers) == 1
     assert processor.committable(0)[CARTS] == 25
+
+
+def test_a_batch_read_again_while_its_events_are_held_is_not_counted_twice(
+    settings: object, clock: FakeClock
+) -> None:
+    # Faust can seek back to the committed offset within a generation; events still held
+    # by the merge are not in the applied offsets yet, so only the merge can spot them.
+    engine = FakeEngine(window_ms=60_000)
+    highwater = {SEARCHES: 1000, ORDERS: 2}
+    processor = BatchProcessor(
+        settings,  # type: ignore[arg-type]
+        engine_factory=lambda: engine,  # type: ignore[arg-type,return-value]
+        clock=clock,
+        lagging=lambda topic, partition, received: highwater.get(topic, 0) > (received or 0),
+    )
+    orders = [T0 - 60_000, T0 - 30_000]
+    processor.handle(batch(ORDERS, 0, orders))
+    processor.handle(batch(ORDERS, 0, orders))  # the same two records again
+    highwater[SEARCHES] = 1
+    processor.handle(batch(SEARCHES, 0, [T0]))
+
+    assert engine.count("SKU-1", Signal.ORDER) == 2
+    assert engine.count("SKU-1", Signal.SEARCH) == 1
