@@ -434,11 +434,35 @@ class SurgeWorker:
                 start_offsets[(topic, partition)] = committed
                 if committed is not None:
                     self._handled_to[tp] = committed
+        await self._start_uncommitted_at_log_start(consumer, start_offsets)
         stored = [(str(k), bytes(v)) for k, v in self.table.items() if v is not None]
         restored = self.processor.reset(stored, partitions, start_offsets)
         logger.info(
             "state rebuilt: %d SKUs restored for partitions %s", restored, sorted(partitions)
         )
+
+    async def _start_uncommitted_at_log_start(
+        self, consumer: BatchConsumer, start_offsets: dict[tuple[str, int], int | None]
+    ) -> None:
+        """Give every input partition without a committed offset its log start as one.
+
+        So that the first commit of the generation covers every input partition. In the
+        SIGKILL fault test a worker restarted while some input partitions had never been
+        committed took in the committed ones and never fetched the others (issue notes,
+        docs/RELIABILITY.md); partitions that had a committed offset never showed it.
+        """
+        missing = [TP(t, p) for (t, p), offset in start_offsets.items() if offset is None]
+        if not missing:
+            return
+        try:
+            earliest = await consumer.earliest_offsets(*missing)
+        except Exception:  # the merge then waits for their first batch, as before
+            logger.warning("could not read the log start of %d partitions", len(missing))
+            return
+        for tp, offset in earliest.items():
+            if offset is not None and offset >= 0:
+                start_offsets[(tp.topic, tp.partition)] = int(offset)
+                self._handled_to[TP(tp.topic, tp.partition)] = int(offset)
 
     async def _track_produced_topics(self) -> None:
         """Make the producer keep metadata for every topic this worker writes to.
