@@ -56,7 +56,7 @@ def emit(name: str, figures: Mapping[str, Any]) -> None:
     print(json.dumps({"bench": name, **figures}, sort_keys=True), flush=True)
 
 
-def table(rows: list[tuple[str, ...]]) -> str:
+def table(rows: Sequence[tuple[str, ...]]) -> str:
     """Rows as a left-aligned text table (the first row is the header)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
