@@ -565,14 +565,17 @@ class SurgeWorker:
             for key, blob in blobs.items():
                 self.table.send_changelog(partition, key, blob)
         for partition in self.assigned_partitions():
-            for topic, offset in self.processor.committable(partition).items():
-                consumer.set_committable(TP(topic, partition), offset)
+            self._offer_committable(consumer, partition)
 
     def _settle_offsets(self, consumer: BatchConsumer, batch: RecordBatch) -> None:
         """What the batch made committable."""
         partition = batch.partition
         if batch.topic == self.tick_topic:
             consumer.set_committable(TP(batch.topic, partition), batch.last_offset + 1)
+        self._offer_committable(consumer, partition)
+
+    def _offer_committable(self, consumer: BatchConsumer, partition: int) -> None:
+        """Hand the consumer what the processor says is committable for a partition."""
         for topic, offset in self.processor.committable(partition).items():
             consumer.set_committable(TP(topic, partition), offset)
 

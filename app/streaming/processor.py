@@ -252,12 +252,12 @@ class BatchProcessor:
         merge = self._merges.get(partition)
         if merge is None:
             settings = self.settings
+            topics = [*self._signals, self.rekey_topic]
             merge = self._merges[partition] = PartitionMerge(
-                [*self._signals, self.rekey_topic],
+                topics,
                 hold_above=settings.merge_hold_events,
                 start_offsets={
-                    topic: self._start_offsets.get((topic, partition))
-                    for topic in [*self._signals, self.rekey_topic]
+                    topic: self._start_offsets.get((topic, partition)) for topic in topics
                 },
             )
         return merge
@@ -578,24 +578,31 @@ class BatchProcessor:
         that was applied become committable."""
         now = self._clock()
         writes: dict[int, dict[str, bytes]] = {}
-        for partition, dirty in self._dirty.items():
+        for partition in self._merges:
+            dirty = self._dirty.pop(partition, set())
             engine = self._engines.get(partition)
-            if engine is None:
-                continue
-            blobs = writes.setdefault(partition, {})
-            for sku in sorted(dirty):
-                try:
-                    blobs[sku] = self._snapshot(engine, sku, partition, now)
-                except KeyError:
-                    continue
-            dirty.clear()
-            self._flushed_at[partition] = now
-            merge = self._merges.get(partition)
-            self._flushed_offsets[partition] = merge.committable() if merge else {}
-        for partition in self._merges:  # partitions with nothing left to write
-            if partition not in self._dirty:
-                self._flushed_offsets[partition] = self._merges[partition].committable()
+            if dirty and engine is not None:
+                writes[partition] = self._snapshots(engine, partition, dirty, now)
+            self._written_up_to(partition, now)
         return writes
+
+    def _snapshots(
+        self, engine: Engine, partition: int, skus: Iterable[str], now: int
+    ) -> dict[str, bytes]:
+        """Signed snapshots of ``skus`` (a SKU whose events were all late has none)."""
+        blobs: dict[str, bytes] = {}
+        for sku in sorted(skus):
+            try:
+                blobs[sku] = self._snapshot(engine, sku, partition, now)
+            except KeyError:  # every event of a new SKU was late: nothing to keep
+                continue
+        return blobs
+
+    def _written_up_to(self, partition: int, now: int) -> None:
+        """All changed state of the partition is written: what it applied is committable."""
+        self._flushed_at[partition] = now
+        merge = self._merges.get(partition)
+        self._flushed_offsets[partition] = merge.committable() if merge else {}
 
     def _add_forecasts(
         self, outcome: BatchOutcome, forecasts: Iterable[ForecastRecord], now: int
@@ -657,16 +664,10 @@ class BatchProcessor:
         last = self._flushed_at.get(partition)
         due = last is None or now - last >= self._flush_every_ms
         writing = set(dirty) if due else dirty & urgent
-        for sku in sorted(writing):
-            try:
-                outcome.state_writes[sku] = self._snapshot(engine, sku, partition, now)
-            except KeyError:  # every event of a new SKU was late: nothing to keep
-                continue
+        outcome.state_writes.update(self._snapshots(engine, partition, writing, now))
         dirty -= writing
         if due:
-            self._flushed_at[partition] = now
-            merge = self._merges.get(partition)
-            self._flushed_offsets[partition] = merge.committable() if merge else {}
+            self._written_up_to(partition, now)
         last_shared = self._shared_saved_at.get(partition)
         if last_shared is None or now - last_shared >= SHARED_SNAPSHOT_EVERY_MS:
             key = shared_key(partition)

@@ -33,10 +33,6 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
-class MessageTooLargeError(ValueError):
-    """One message alone exceeds the producer's batch size."""
-
-
 class BatchPublisher:
     """Sends :class:`Outgoing` messages grouped into one record batch per partition."""
 
@@ -74,11 +70,7 @@ class BatchPublisher:
                     continue
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
-                if not self._append(batch, message):
-                    raise MessageTooLargeError(
-                        f"a {len(message.value)}-byte message to {topic} exceeds the "
-                        "producer's batch size"
-                    )
+                self._append(batch, message)  # an empty batch takes any first record
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
 
