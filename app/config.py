@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # triggered are written at once); offsets commit only up to the last write, so a
     # crash replays at most about this much input.
     state_write_interval_seconds: float = Field(default=5.0, gt=0)
+    # exactly_once: the broker aborts a transaction left open this long (a worker that
+    # died mid-transaction); readers of its partitions wait at most this long.
+    transaction_timeout_seconds: float = Field(default=60.0, gt=0)
     pre_warm_lead_hours: float = Field(default=72.0, gt=0)
 
     # Decision windows; margins, minimum volumes and evidence live in the policy file

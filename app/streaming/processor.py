@@ -87,7 +87,8 @@ class Outgoing:
 
     topic: str
     key: bytes | None
-    value: bytes
+    #: None: a tombstone (a deleted changelog key).
+    value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     #: None: the producer's partitioner picks (by key).
     partition: int | None = None
@@ -576,15 +577,26 @@ class BatchProcessor:
     def write_all(self) -> dict[int, dict[str, bytes]]:
         """Every changed SKU's state now, per partition (at shutdown): the offsets of all
         that was applied become committable."""
-        now = self._clock()
         writes: dict[int, dict[str, bytes]] = {}
-        for partition in self._merges:
-            dirty = self._dirty.pop(partition, set())
-            engine = self._engines.get(partition)
-            if dirty and engine is not None:
-                writes[partition] = self._snapshots(engine, partition, dirty, now)
-            self._written_up_to(partition, now)
+        for partition in list(self._merges):
+            blobs = self.write_partition(partition)
+            if blobs:
+                writes[partition] = blobs
         return writes
+
+    def write_partition(self, partition: int) -> dict[str, bytes]:
+        """Every changed SKU's state of one partition now (an exactly-once commit): the
+        offsets of all it applied become committable."""
+        now = self._clock()
+        dirty = self._dirty.pop(partition, set())
+        engine = self._engines.get(partition)
+        blobs: dict[str, bytes] = {}
+        if dirty and engine is not None:
+            blobs = self._snapshots(engine, partition, dirty, now)
+        if blobs:
+            metrics.STATE_WRITES.inc(len(blobs))
+        self._written_up_to(partition, now)
+        return blobs
 
     def _snapshots(
         self, engine: Engine, partition: int, skus: Iterable[str], now: int

@@ -15,16 +15,24 @@ Faust's read-time gap tracking is off for input topics (it stalled commits). Bef
 committing, Faust's producer buffer is drained completely (its own flush gives up after
 0.1 s and would commit offsets whose changelog writes are still buffered).
 
+Exactly-once (:attr:`BatchConsumer.read_committed`): the consumer reads committed records
+only, commits go to the worker's transactions (:class:`HookedTransactions`), the worker
+fences a partition's previous producer before its table is recovered
+(:attr:`BatchConsumer.on_assignment`) and commits everything before a rebalance takes
+partitions away (:attr:`BatchConsumer.on_revocation`). Faust's own exactly-once mode is
+not used (DESIGN §7).
+
 Selected by the broker URL scheme :data:`SCHEME` (``batchkafka://host:port``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Set
 from typing import Any, cast
 
 from faust.transport import drivers
+from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
@@ -35,6 +43,26 @@ from app.streaming.records import RecordBatch
 SCHEME = "batchkafka"
 DRAIN_TIMEOUT_SECONDS = 60.0
 
+#: ``commit(offsets, start_new_transaction)``: the worker's transactional commit.
+TransactionalCommit = Callable[[Mapping[TP, int], bool], Awaitable[bool]]
+PartitionsHook = Callable[[set[TP]], Awaitable[None]]
+
+
+class HookedTransactions(TransactionManager):
+    """Where Faust's consumer sends its commits in exactly-once mode: the worker's hook.
+
+    Faust's commit timer, the worker's own commits and the final commit at a stop all
+    end here; the worker commits its per-partition transactions
+    (:mod:`app.streaming.transactions`). Faust's per-partition producers are never
+    started (the app itself runs Faust's at-least-once mode).
+    """
+
+    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        hook = cast(BatchConsumer, self.consumer).transactional_commit
+        if hook is None:
+            raise RuntimeError("exactly_once consumer without a transactional commit")
+        return await hook(offsets, start_new_transaction)
+
 
 class BatchConsumer(faust_aiokafka.Consumer):
     """aiokafka consumer yielding one message per input partition per fetch."""
@@ -43,12 +71,57 @@ class BatchConsumer(faust_aiokafka.Consumer):
     batch_topics: frozenset[str] = frozenset()
     #: Set when handling a batch failed: nothing after it may be committed.
     frozen: bool = False
+    #: Exactly-once: read committed records only; commits go to the worker's transactions.
+    read_committed: bool = False
+    #: Exactly-once: the worker's commit, and its hooks around a rebalance.
+    transactional_commit: TransactionalCommit | None = None
+    on_assignment: PartitionsHook | None = None
+    on_revocation: PartitionsHook | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._seeks: dict[TP, int] = {}
         self._all_seeks = 0
         self._handed: dict[TP, int] = {}
+        self._fetched: dict[TP, int] = {}
+        # Faust's consumer thread reads committed records when this is set, and its
+        # commits go to ``self.transactions`` (a HookedTransactions).
+        self.in_transaction = self.read_committed
+
+    def on_init_dependencies(self) -> Iterable[Any]:
+        # The hooked transactions are not a service to run (Faust starts its own
+        # transaction manager in exactly-once mode).
+        return []
+
+    async def on_partitions_assigned(self, assigned: Set[TP], generation_id: int = 0) -> None:
+        """Let the worker fence the partitions' producers before Faust recovers tables."""
+        hook = self.on_assignment
+        if hook is not None:
+            await hook(set(assigned))
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
+        """After Faust has stopped the flow and drained the agents: let the worker commit."""
+        await super().on_partitions_revoked(revoked)
+        hook = self.on_revocation
+        if hook is not None and revoked:
+            await hook(set(revoked))
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        """End offsets (the last stable offset when reading committed records).
+
+        Faust's exactly-once path reads aiokafka's cached last stable offset instead,
+        which is unknown (-1) before the first fetch: table recovery then ended at once
+        with an empty table (DESIGN §7). A ListOffsets request is always answered.
+        """
+        thread = self._thread
+        consumer = thread._ensure_consumer()
+        offsets = await thread.call_thread(consumer.end_offsets, list(partitions))
+        return cast(Mapping[TP, int], offsets)
+
+    def fetched_up_to(self, tp: TP) -> int | None:
+        """Offset of the last record fetched for ``tp`` (noted before any is handed out)."""
+        return self._fetched.get(tp)
 
     async def committed_offset(self, tp: TP) -> int | None:
         """The group's committed offset of a partition, asked from Kafka."""
@@ -158,6 +231,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         batch_topics = self.batch_topics
         to_message = self._to_message
         monitor = self.app.monitor
+        fetched = self._fetched
+        for tp, tp_records in records.items():
+            if tp_records:
+                fetched[tp] = tp_records[-1].offset
         for tp, tp_records in records.items():
             if not tp_records:
                 continue
@@ -231,9 +308,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
 
 class BatchTransport(faust_aiokafka.Transport):
-    """The aiokafka transport with :class:`BatchConsumer`."""
+    """The aiokafka transport with :class:`BatchConsumer` and :class:`HookedTransactions`."""
 
     Consumer = BatchConsumer
+    TransactionManager = HookedTransactions
 
 
 def register() -> None:

@@ -345,7 +345,11 @@ def consume_until(
 
     async def read() -> list[Any]:
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            isolation_level="read_committed",
         )
         await consumer.start()
         records: list[Any] = []
@@ -363,13 +367,19 @@ def consume_until(
 
 
 def read_all(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Any]:
-    """Every record of ``topic`` up to its end offsets at the time of the call."""
+    """Every committed record of ``topic`` up to its end offsets at the time of the call.
+
+    Read committed, as a downstream consumer of an exactly-once worker must (aborted
+    writes stay in the log); for a non-transactional writer that is every record. Done
+    once the position passes the end offset (the last offsets may be transaction markers).
+    """
 
     async def read() -> list[Any]:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             auto_offset_reset="earliest",
             group_id=None,
+            isolation_level="read_committed",
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await consumer.start()
@@ -384,9 +394,10 @@ def read_all(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Any]:
             while pending:
                 assert time.monotonic() < deadline, f"reading {topic} timed out"
                 batches = await consumer.getmany(timeout_ms=500, max_records=50_000)
-                for tp, batch in batches.items():
+                for batch in batches.values():
                     records.extend(batch)
-                    if batch and batch[-1].offset + 1 >= ends[tp]:
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
         finally:
             await consumer.stop()
@@ -396,28 +407,56 @@ def read_all(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Any]:
 
 
 def caught_up(bootstrap: str, group: str, topics: Sequence[str]) -> tuple[bool, str]:
-    """True once the group's committed offsets equal the log end of every input partition."""
+    """True once no committed record of the topics lies at or after the group's commits.
+
+    A committed offset below the log end counts as caught up when all that follows it
+    is transaction markers or aborted records (an exactly-once writer's, such as the
+    re-key topic's): there is nothing left to read committed.
+    """
 
     async def check() -> tuple[bool, str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, isolation_level="read_committed", group_id=None
+        )
         await admin.start()
         await consumer.start()
         try:
             committed = await admin.list_consumer_group_offsets(group)
             tps = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
             ends = await consumer.end_offsets(tps)
+            behind = {
+                f"{tp.topic[-16:]}/{tp.partition}": (
+                    committed[tp].offset if tp in committed else -1,
+                    e,
+                )
+                for tp, e in ends.items()
+                if e > 0
+                and (tp not in committed or committed[tp].offset != e)
+                and await records_between(consumer, tp, committed.get(tp), e)
+            }
         finally:
             await consumer.stop()
             await admin.close()
-        behind = {
-            f"{tp.topic[-16:]}/{tp.partition}": (committed[tp].offset if tp in committed else -1, e)
-            for tp, e in ends.items()
-            if e > 0 and (tp not in committed or committed[tp].offset != e)
-        }
         return not behind, str(behind)
 
     return asyncio.run(check())
+
+
+async def records_between(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, since: Any, end: int
+) -> bool:
+    """Whether a committed record of ``tp`` lies in [``since``, ``end``)."""
+    if since is None or since.offset < 0:
+        return True
+    consumer.assign([tp])
+    consumer.seek(tp, since.offset)
+    deadline = time.monotonic() + 10
+    while await consumer.position(tp) < end and time.monotonic() < deadline:
+        batches = await consumer.getmany(tp, timeout_ms=200)
+        if any(r.offset < end for batch in batches.values() for r in batch):
+            return True
+    return await consumer.position(tp) < end
 
 
 def wait_caught_up(

@@ -48,10 +48,14 @@ def cart_add(sku: str, ts: int) -> bytes:
     return orjson.dumps({"ts": ts, "sku": sku})
 
 
+GUARANTEES = pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+
+
+@GUARANTEES
 def test_worker_publishes_a_cart_surge_trigger_and_dead_letters_and_stops_cleanly(
-    kafka_bootstrap: str, topics: Topics, start_worker: Callable[..., Worker]
+    kafka_bootstrap: str, topics: Topics, start_worker: Callable[..., Worker], guarantee: str
 ) -> None:
-    worker = start_worker()
+    worker = start_worker(processing_guarantee=guarantee)
     statuses = worker.wait_ready()
     assert statuses[-1] == 200
     assert worker.get("/health")[0] == 200
@@ -158,8 +162,9 @@ def test_worker_publishes_a_cart_surge_trigger_and_dead_letters_and_stops_cleanl
     assert done, behind
 
 
+@GUARANTEES
 def test_counts_are_exact_after_a_kill_9_mid_stream_and_triggers_are_not_duplicated(
-    kafka_bootstrap: str, topics: Topics, start_worker: Callable[..., Worker]
+    kafka_bootstrap: str, topics: Topics, start_worker: Callable[..., Worker], guarantee: str
 ) -> None:
     windows, skus = 12, [f"R-{i}" for i in range(40)]
     base = window_start(int(time.time() * 1000)) - 20 * WINDOW_MS
@@ -178,7 +183,7 @@ def test_counts_are_exact_after_a_kill_9_mid_stream_and_triggers_are_not_duplica
                 messages.append((topics.cart_adds, b"R-0", cart_add("R-0", start + step * 20)))
                 expected[("R-0", start)] += 1
 
-    settings = {"grace_seconds": "30"}
+    settings = {"grace_seconds": "30", "processing_guarantee": guarantee}
     first = start_worker(**settings)
     first.wait_ready()
     producer = PacedProducer(kafka_bootstrap, messages, chunk=-(-len(messages) // 48), pause=0.2)

@@ -87,10 +87,28 @@ def test_the_committable_offset_is_the_one_the_agent_sets(worker: SurgeWorker) -
     assert consumer._new_offset(tp) is None
 
 
-def test_exactly_once_is_refused_with_the_reason(settings: Settings) -> None:
-    refused = settings.model_copy(update={"processing_guarantee": ProcessingGuarantee.EXACTLY_ONCE})
-    with pytest.raises(ConfigurationError, match="exactly_once is not offered"):
+def test_exactly_once_with_a_rocksdb_store_is_refused_with_the_reason(settings: Settings) -> None:
+    refused = settings.model_copy(
+        update={
+            "processing_guarantee": ProcessingGuarantee.EXACTLY_ONCE,
+            "store": "rocksdb://",
+        }
+    )
+    with pytest.raises(ConfigurationError, match="exactly_once keeps SKU state in memory"):
         SurgeWorker(refused)
+
+
+def test_exactly_once_reads_committed_and_commits_through_the_workers_transactions(
+    settings: Settings,
+) -> None:
+    eos = settings.model_copy(update={"processing_guarantee": ProcessingGuarantee.EXACTLY_ONCE})
+    worker = SurgeWorker(eos)
+    consumer = worker.app.consumer
+    assert isinstance(consumer, BatchConsumer)
+    assert consumer.in_transaction  # Faust's consumer thread then reads committed records
+    assert consumer.transactional_commit is not None
+    assert consumer.on_assignment is not None and consumer.on_revocation is not None
+    assert type(worker.app.tables.recovery).__name__ == "MarkerAwareRecovery"
 
 
 def test_sasl_settings_become_faust_credentials_without_leaking_the_password() -> None:
@@ -107,14 +125,15 @@ def test_sasl_settings_become_faust_credentials_without_leaking_the_password() -
     assert "s3cret" not in repr(settings)
 
 
-def test_the_worker_command_refuses_exactly_once_with_a_clear_message(
+def test_the_worker_command_refuses_exactly_once_on_rocksdb_with_a_clear_message(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parser = argparse.ArgumentParser()
     commands.add_arguments(parser)
     monkeypatch.setenv("SURGE_PROCESSING_GUARANTEE", "exactly_once")
+    monkeypatch.setenv("SURGE_STORE", "rocksdb://")
     assert commands.run(parser.parse_args(["--web-port", "16999"])) == 2
-    assert "exactly_once is not offered" in capsys.readouterr().err
+    assert "exactly_once keeps SKU state in memory" in capsys.readouterr().err
 
 
 def test_a_batch_lost_on_its_way_to_the_agent_is_read_again_not_skipped(
