@@ -268,6 +268,7 @@ class SurgeWorker:
         # Exactly-once: a commit never sees a batch half handled.
         self._batch_lock = asyncio.Lock()
         self._tick_offsets: dict[int, int] = {}
+        self._unconfirmed: dict[int, list[asyncio.Future[Any]]] = {}
         # Monotonic time each input partition last went through the processor.
         self._stepped_at: dict[int, float] = {}
         # Per input partition: the offset after the last handled batch, and the seek epoch
@@ -440,6 +441,7 @@ class SurgeWorker:
         self._resyncs = {}
         self._stepped_at = {}
         self._tick_offsets = {}
+        self._unconfirmed = {}
         consumer = cast(BatchConsumer, self.app.consumer)
         partitions = self.assigned_partitions()
         if self.exactly_once:  # fenced at assignment already; a no-op unless that failed
@@ -674,8 +676,11 @@ class SurgeWorker:
     async def _commit_partition(self, partition: int, *, begin: bool) -> None:
         written = BatchOutcome(state_writes=self.processor.write_partition(partition))
         messages = self._changelog_messages(partition, written)
-        if messages:
-            await self._publisher(partition).publish(messages)
+        unconfirmed = self._unconfirmed.pop(partition, [])
+        unconfirmed += await self._publisher(partition).publish(messages)
+        # aiokafka commits a transaction even if one of its batches failed (it expired,
+        # say): that output would be lost with its offsets committed. Wait for all.
+        await asyncio.gather(*unconfirmed)
         offsets = {
             (topic, partition): offset
             for topic, offset in self.processor.committable(partition).items()
@@ -730,7 +735,10 @@ class SurgeWorker:
 
     async def _publish(self, partition: int, outcome: BatchOutcome) -> None:
         pending = await self._publisher(partition).publish(outcome.messages)
-        if not self.exactly_once and (outcome.triggers or outcome.forecasts):
+        if self.exactly_once:
+            # Checked before the transaction commits: a send that failed must fail it.
+            self._unconfirmed.setdefault(partition, []).extend(pending)
+        elif outcome.triggers or outcome.forecasts:
             # The state about to be written records these decisions: make them durable
             # first, so a crash can re-send a decision but never lose one.
             await asyncio.gather(*pending)

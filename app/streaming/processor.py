@@ -591,8 +591,10 @@ class BatchProcessor:
         dirty = self._dirty.pop(partition, set())
         engine = self._engines.get(partition)
         blobs: dict[str, bytes] = {}
-        if dirty and engine is not None:
+        if dirty and engine is not None:  # with the event clock they were written at
             blobs = self._snapshots(engine, partition, dirty, now)
+            key, blob = self._shared_snapshot(engine, partition, now)
+            blobs[key] = blob
         if blobs:
             metrics.STATE_WRITES.inc(len(blobs))
         self._written_up_to(partition, now)
@@ -609,6 +611,13 @@ class BatchProcessor:
             except KeyError:  # every event of a new SKU was late: nothing to keep
                 continue
         return blobs
+
+    def _shared_snapshot(self, engine: Engine, partition: int, now: int) -> tuple[str, bytes]:
+        """The partition's shared state (event clock, category and global models), signed."""
+        key = shared_key(partition)
+        state = StoredState(key, partition, engine.snapshot_shared(), {}, now)
+        self._shared_saved_at[partition] = now
+        return key, sign_state(state, self._secret)
 
     def _written_up_to(self, partition: int, now: int) -> None:
         """All changed state of the partition is written: what it applied is committable."""
@@ -681,11 +690,12 @@ class BatchProcessor:
         if due:
             self._written_up_to(partition, now)
         last_shared = self._shared_saved_at.get(partition)
-        if last_shared is None or now - last_shared >= SHARED_SNAPSHOT_EVERY_MS:
-            key = shared_key(partition)
-            state = StoredState(key, partition, engine.snapshot_shared(), {}, now)
-            outcome.state_writes[key] = sign_state(state, self._secret)
-            self._shared_saved_at[partition] = now
+        # With every SKU state written: a restart must find the event clock (and the first
+        # full window) the states were written with, or it would close their windows
+        # without forecasts (seen under exactly-once, where full writes are frequent).
+        if writing or last_shared is None or now - last_shared >= SHARED_SNAPSHOT_EVERY_MS:
+            key, blob = self._shared_snapshot(engine, partition, now)
+            outcome.state_writes[key] = blob
         if outcome.state_writes:
             metrics.STATE_WRITES.inc(len(outcome.state_writes))
 

@@ -314,8 +314,17 @@ def report(name: str, **facts: Any) -> None:
 # -- 1. three SIGKILLs ----------------------------------------------------------------------
 
 
+GUARANTEES = pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+
+
+def excused_repeats(guarantee: str, kills_ms: tuple[int, ...]) -> tuple[int, ...]:
+    """The SIGKILLs that may explain a re-sent trigger: none under exactly-once."""
+    return () if guarantee == "exactly_once" else kills_ms
+
+
+@GUARANTEES
 def test_three_sigkills_mid_stream_keep_counts_exact_and_triggers_unique(
-    kafka_bootstrap: str, workers_on: Callable[[str, Topics], WorkerFactory]
+    kafka_bootstrap: str, workers_on: Callable[[str, Topics], WorkerFactory], guarantee: str
 ) -> None:
     began = time.monotonic()
     rng = random.Random(SEED)
@@ -327,7 +336,7 @@ def test_three_sigkills_mid_stream_keep_counts_exact_and_triggers_unique(
         points = sorted(rng.uniform(0.10, 0.85) for _ in range(3))
         if min(b - a for a, b in itertools.pairwise(points)) >= 0.15:
             break
-    worker = factory.start()
+    worker = factory.start(processing_guarantee=guarantee)
     worker.wait_ready()
     producer = PacedProducer(kafka_bootstrap, traffic.messages, produce_rate(EVENTS))
     producer.start()
@@ -349,7 +358,7 @@ def test_three_sigkills_mid_stream_keep_counts_exact_and_triggers_unique(
         kills.append(
             {"at_sent": producer.sent, "worker_consumed": consumed, "at": iso_ms(killed_ms)}
         )
-        worker = factory.start()
+        worker = factory.start(processing_guarantee=guarantee)
         worker.wait_ready()
     producer.join()
     assert producer.error is None, producer.error
@@ -360,13 +369,13 @@ def test_three_sigkills_mid_stream_keep_counts_exact_and_triggers_unique(
         topics,
         traffic,
         worker,
-        f"after 3 SIGKILLs {kills}",
-        kills_ms=tuple(kill_times),
+        f"after 3 SIGKILLs {kills} ({guarantee})",
+        kills_ms=excused_repeats(guarantee, tuple(kill_times)),
     )
     assert worker.get("/health")[0] == 200
     assert worker.terminate() == 0, worker.log()
     report(
-        "sigkill x3",
+        f"sigkill x3 ({guarantee})",
         events=EVENTS,
         kills=kills,
         seconds=round(time.monotonic() - began),
@@ -377,8 +386,9 @@ def test_three_sigkills_mid_stream_keep_counts_exact_and_triggers_unique(
 # -- 2. the broker stops and restarts -----------------------------------------------------
 
 
+@GUARANTEES
 def test_broker_stop_and_restart_mid_stream_keeps_counts_exact(
-    tmp_path: Path, workers_on: Callable[[str, Topics], WorkerFactory]
+    tmp_path: Path, workers_on: Callable[[str, Topics], WorkerFactory], guarantee: str
 ) -> None:
     began = time.monotonic()
     # Fixed ports, so the worker finds the broker again where it was; the data directory
@@ -395,7 +405,7 @@ def test_broker_stop_and_restart_mid_stream_keeps_counts_exact(
         topics = create_topics(bootstrap, "broker")
         traffic = make_traffic(topics, EVENTS, seed=SEED + 1)
         factory = workers_on(bootstrap, topics)
-        worker = factory.start()
+        worker = factory.start(processing_guarantee=guarantee)
         worker.wait_ready()
         # One producer across the outage (idempotent, so its retries add no duplicates):
         # the broker stops while events are still flowing.
@@ -417,13 +427,15 @@ def test_broker_stop_and_restart_mid_stream_keeps_counts_exact(
         assert producer.error is None, producer.error
         assert sent_at_stop < EVENTS, "the broker stop was not mid-stream"
         wait_caught_up(bootstrap, factory.app_id, topics.inputs, worker, timeout=600)
-        result = reconcile(bootstrap, topics, traffic, worker, "after a broker restart")
+        result = reconcile(
+            bootstrap, topics, traffic, worker, f"after a broker restart ({guarantee})"
+        )
         assert worker.alive() and worker.get("/health")[0] == 200, worker.log()
         assert worker.terminate() == 0, worker.log()
     finally:
         kafka.down()
     report(
-        "broker restart",
+        f"broker restart ({guarantee})",
         events=EVENTS,
         sent_at_stop=sent_at_stop,
         consumed_at_stop=consumed_at_stop,
@@ -436,15 +448,19 @@ def test_broker_stop_and_restart_mid_stream_keeps_counts_exact(
 # -- 3. two workers, one killed: a rebalance ----------------------------------------------
 
 
+@GUARANTEES
 def test_rebalance_after_one_of_two_workers_is_killed_keeps_counts_exact(
-    kafka_bootstrap: str, workers_on: Callable[[str, Topics], WorkerFactory]
+    kafka_bootstrap: str, workers_on: Callable[[str, Topics], WorkerFactory], guarantee: str
 ) -> None:
     began = time.monotonic()
     rng = random.Random(SEED + 2)
     topics = create_topics(kafka_bootstrap, "rebalance")
     traffic = make_traffic(topics, EVENTS, seed=SEED + 2)
     factory = workers_on(kafka_bootstrap, topics)
-    pair = [factory.start(), factory.start()]
+    pair = [
+        factory.start(processing_guarantee=guarantee),
+        factory.start(processing_guarantee=guarantee),
+    ]
     for worker in pair:
         worker.wait_ready()
     # after the second joined, both must be ready again (assignment settled)
@@ -468,13 +484,18 @@ def test_rebalance_after_one_of_two_workers_is_killed_keeps_counts_exact(
     assert killed_at < EVENTS, "the kill was not mid-stream"
     wait_caught_up(kafka_bootstrap, factory.app_id, topics.inputs, survivor, timeout=600)
     result = reconcile(
-        kafka_bootstrap, topics, traffic, survivor, "after a rebalance", kills_ms=(killed_ms,)
+        kafka_bootstrap,
+        topics,
+        traffic,
+        survivor,
+        f"after a rebalance ({guarantee})",
+        kills_ms=excused_repeats(guarantee, (killed_ms,)),
     )
     assert survivor.metric("surge_state_restores_total") > 0
     assert survivor.alive() and survivor.get("/health")[0] == 200, survivor.log()
     assert survivor.terminate() == 0, survivor.log()
     report(
-        "rebalance",
+        f"rebalance ({guarantee})",
         events=EVENTS,
         killed_at=killed_at,
         consumed_before_kill=consumed,

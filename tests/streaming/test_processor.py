@@ -9,6 +9,7 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
+from app.config import Settings
 from app.events import Signal
 from app.metrics import REGISTRY
 from app.streaming.processor import BatchProcessor, home_partition
@@ -280,3 +281,36 @@ def test_sku_state_is_written_once_per_write_interval_and_at_once_for_a_trigger(
     state = verify_state("A", tick.state_writes["A"], b"test-key")
     assert state.applied == {f"{CART}:0": 4}
     assert processor.committable(0)[CART] == 30
+
+
+def test_a_restart_from_a_commit_time_write_still_publishes_the_restored_windows_forecasts(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """The exactly-once commit writes the shared state (event clock, first full window)
+    with the SKU states: a restart from that write alone closes the restored SKU's
+    windows with forecasts, not silently as windows before its first full window."""
+
+    def real_processor() -> BatchProcessor:
+        return BatchProcessor(settings, clock=clock)  # the real engine
+
+    def at(ts: int, offset: int) -> tuple[int, bytes, bytes]:
+        return (offset, b"A", orjson.dumps({"ts": ts, "sku": "A"}))
+
+    minute = 60_000
+    start = T0 - T0 % minute + minute  # the first full window
+    first = real_processor()
+    first.handle(
+        batch_of(CART, 0, [at(start - 1_000, 0)] + [at(start + i, i + 1) for i in range(5)])
+    )
+    first.handle(batch_of(CART, 0, [at(start + minute + 10, 6)]))  # window 1 closes
+    first.handle(batch_of(CART, 0, [at(start + 2 * minute + 10, 7)]))  # window 2 closes
+    committed = first.write_partition(0)
+    assert set(committed) == {"A", shared_key(0)}
+
+    restarted = real_processor()
+    assert restarted.reset(committed.items(), {0}, {(CART, 0): 8}) == 1
+    outcome = restarted.handle(batch_of(CART, 0, [at(start + 5 * minute, 8)]))
+
+    closed = sorted(record.window_start for record in outcome.forecasts)
+    assert closed and min(closed) == start + 2 * minute  # windows 3, 4 and 5 close on time
+    assert all(record.sku == "A" for record in outcome.forecasts)
