@@ -128,12 +128,15 @@ class PartitionTransactions:
 
     @staticmethod
     async def _stop(partition: int, producer: Any) -> None:
+        manager = producer._txn_manager
         try:
-            manager = producer._txn_manager
             if manager is not None and manager.is_in_transaction():
                 await producer.abort_transaction()
         except Exception as exc:  # fenced already: the new owner aborted it
             logger.info("aborting the transaction of partition %d: %r", partition, exc)
+        waiter = getattr(manager, "_transaction_waiter", None)
+        if waiter is not None and waiter.done() and not waiter.cancelled():
+            waiter.exception()  # a fenced producer's error was reported where it was raised
         try:
             await producer.stop()
         except Exception as exc:
