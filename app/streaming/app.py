@@ -269,6 +269,7 @@ class SurgeWorker:
         self._batch_lock = asyncio.Lock()
         self._tick_offsets: dict[int, int] = {}
         self._unconfirmed: dict[int, list[asyncio.Future[Any]]] = {}
+        self._sent_offsets: dict[int, dict[tuple[str, int], int]] = {}
         # Monotonic time each input partition last went through the processor.
         self._stepped_at: dict[int, float] = {}
         # Per input partition: the offset after the last handled batch, and the seek epoch
@@ -442,6 +443,7 @@ class SurgeWorker:
         self._stepped_at = {}
         self._tick_offsets = {}
         self._unconfirmed = {}
+        self._sent_offsets = {}
         consumer = cast(BatchConsumer, self.app.consumer)
         partitions = self.assigned_partitions()
         if self.exactly_once:  # fenced at assignment already; a no-op unless that failed
@@ -688,7 +690,12 @@ class SurgeWorker:
         tick = self._tick_offsets.get(partition)
         if tick is not None:
             offsets[(self.tick_topic, partition)] = tick
-        await self.transactions.commit(partition, offsets, begin=begin)
+        # Only what moved: an idle partition's commit is then an empty transaction, which
+        # costs no request at all.
+        sent = self._sent_offsets.setdefault(partition, {})
+        moved = {tp: offset for tp, offset in offsets.items() if sent.get(tp) != offset}
+        await self.transactions.commit(partition, moved, begin=begin)
+        sent.update(moved)
 
     def _publisher(self, partition: int) -> BatchPublisher:
         """The publisher of a partition's output (its transaction's, under exactly-once)."""
