@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
@@ -81,6 +82,10 @@ class Topics:
             for name in self.names(calendar=True)
             if (topic := getattr(self, name)) is not None
         }
+
+
+#: Runs a worker test once per processing guarantee (``guarantee`` argument).
+GUARANTEES = pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 
 
 # -- the worker ---------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from app.streaming.processor import home_partition
 from app.traffic.generator import TopicNames, TrafficGenerator, TrafficPlan
 from tests.conftest import create_topic, run_coroutine
 from tests.integration.harness import (
+    GUARANTEES,
     PARTITIONS,
     WINDOW_MS,
     Message,
@@ -312,9 +313,6 @@ def report(name: str, **facts: Any) -> None:
 
 
 # -- 1. three SIGKILLs ----------------------------------------------------------------------
-
-
-GUARANTEES = pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 
 
 def excused_repeats(guarantee: str, kills_ms: tuple[int, ...]) -> tuple[int, ...]:

@@ -17,6 +17,7 @@ import pytest
 
 from app.streaming.processor import home_partition
 from tests.integration.harness import (
+    GUARANTEES,
     PARTITIONS,
     WINDOW_MS,
     Message,
@@ -46,9 +47,6 @@ DIAGNOSTICS = (
 
 def cart_add(sku: str, ts: int) -> bytes:
     return orjson.dumps({"ts": ts, "sku": sku})
-
-
-GUARANTEES = pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 
 
 @GUARANTEES
