@@ -16,26 +16,25 @@ still on their way to the recovery queue keep the partition unrecovered.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
+
+from app.streaming.transport import BatchConsumer
 
 
 class MarkerAwareRecovery(Recovery):
     """Recovery whose remaining counts treat a fully fetched partition as done."""
 
     def _fully_fetched(self, tp: TP, highwater: int, applied: int) -> bool:
-        consumer: Any = self.app.consumer
-        position_of = getattr(consumer, "fetch_position", None)
-        fetched_of = getattr(consumer, "fetched_up_to", None)
-        if position_of is None or fetched_of is None:
+        consumer = self.app.consumer
+        if not isinstance(consumer, BatchConsumer):
             return False
-        position = position_of(tp)
+        position = consumer.fetch_position(tp)
         if position is None or position <= highwater:
             return False
-        fetched = fetched_of(tp)
+        fetched = consumer.fetched_up_to(tp)
         return fetched is None or applied >= fetched
 
     def _remaining(
