@@ -32,9 +32,6 @@ def make_engine() -> Callable[..., Engine]:
         settings: dict[str, object] = {
             "window_ms": MINUTE,
             "grace_ms": 0,
-            "model_min_volume": 1e12,
-            "region_model_min_volume": 1e12,
-            "min_learned_shared": 10**9,
         }
         settings.update(overrides)
         return Engine(parse_policy(yaml_text), EngineConfig(**settings))  # type: ignore[arg-type]

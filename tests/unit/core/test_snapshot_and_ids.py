@@ -17,7 +17,7 @@ from app.events.model import (
 
 MINUTE = 60_000
 T0 = 1_699_999_200_000
-CONFIG = EngineConfig(window_ms=MINUTE, grace_ms=10_000, min_windows_shared=5)
+CONFIG = EngineConfig(window_ms=MINUTE, grace_ms=10_000)
 
 
 def _stream(seed: int = 3, windows: int = 60, skus: int = 30) -> list[list[ShopEvent]]:

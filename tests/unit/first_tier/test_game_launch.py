@@ -41,9 +41,6 @@ def _engine() -> Engine:
     config = EngineConfig(
         window_ms=WINDOW,
         grace_ms=0,
-        model_min_volume=1e12,
-        region_model_min_volume=1e12,
-        min_learned_shared=10**9,
     )
     return Engine(parse_policy(POLICY), config)
 

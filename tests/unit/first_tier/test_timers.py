@@ -34,9 +34,6 @@ def _engine_with_demand(skus: tuple[str, ...] = ("V-50",), region: str = "east")
         EngineConfig(
             window_ms=HOUR,
             grace_ms=0,
-            model_min_volume=1e12,
-            region_model_min_volume=1e12,
-            min_learned_shared=10**9,
         ),
     )
     t0 = _at(2025, 12, 31)

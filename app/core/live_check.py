@@ -1,0 +1,115 @@
+"""The live check: is a series' live span ahead of its baseline by more than noise?
+
+A span is the previous window plus the elapsed part of the current one, so a surge that
+starts late in a window is judged on more than a sliver. Three bars, all per policy
+(SKU, category, signal, with global defaults):
+
+* ``min_volume``: enough volume to matter;
+* ``margin``: volume at least ``(1 + margin) x`` the expectation;
+* ``evidence``: the chance of that much by noise alone below a threshold. The count is
+  negative binomial around the expectation: Poisson, widened by the series' own
+  dispersion (bulky orders, intermittent demand) and by the uncertainty of its level
+  (wide for a young series).
+
+Volume counts *distinct shoppers*, not rows (:meth:`app.core.series.Cell.effective`):
+one shopper adding a SKU forty times, a bot or a card tester counts about once. The
+expectation is lifted when the rest of the SKU's category runs ahead by the same factor
+(:func:`category_factor`): a whole category's weekend is normal demand, not a surge.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from app.core.evidence import upper_tail
+from app.core.policy import Thresholds
+
+
+class SpanVolume(NamedTuple):
+    """A series' live span: volumes, expectation and how many windows it covers."""
+
+    #: Units scaled by the share of distinct shoppers.
+    effective: float
+    #: Units as counted.
+    units: float
+    #: Baseline expectation of the span.
+    expected: float
+    #: Windows the span covers (1 + elapsed share of the current one, or the share alone).
+    span: float
+    #: Distinct shoppers in the span.
+    shoppers: int
+    #: Baseline of the current window (whole window).
+    per_window: float
+
+
+class Assessment(NamedTuple):
+    """A span that passed all three bars."""
+
+    region: str
+    observed: float
+    expected: float
+    forecast: float
+    span: float
+    shoppers: int
+    model: str
+
+
+def category_factor(
+    category: SpanVolume, sku: SpanVolume, *, cap: float, min_expected: float
+) -> float:
+    """How far the rest of the category runs ahead of its own baseline (1 if not ahead).
+
+    The SKU's own volume is left out so that its surge cannot lift its own bar.
+
+    >>> rest_up = SpanVolume(300, 300, 150, 1.5, 0, 100)  # category 300 vs 150 expected
+    >>> sku = SpanVolume(30, 30, 10, 1.5, 0, 6)
+    >>> round(category_factor(rest_up, sku, cap=3, min_expected=10), 3)  # (300-30)/(150-10)
+    1.929
+    >>> category_factor(SpanVolume(5, 5, 4, 1.5, 0, 3), sku, cap=3, min_expected=10)
+    1.0
+    """
+    rest_expected = category.expected - sku.expected
+    if rest_expected < min_expected:
+        return 1.0
+    rest = category.units - sku.units
+    return min(max(rest / rest_expected, 1.0), cap)
+
+
+def assess(
+    span: SpanVolume,
+    *,
+    region: str,
+    lift: float,
+    dispersion: float,
+    relative_error: float,
+    rules: Thresholds,
+    model: str,
+) -> Assessment | None:
+    """The span's assessment if it clears ``min_volume``, the margin and the evidence.
+
+    >>> from app.core.policy import Thresholds
+    >>> rules = Thresholds(margin=0.3, min_volume=10, evidence=2e-6, units_per_event=1)
+    >>> steady = SpanVolume(22, 22, 20, 1.5, 22, 13.3)
+    >>> assess(steady, region="east", lift=1, dispersion=1, relative_error=0.1,
+    ...        rules=rules, model="seasonal") is None
+    True
+    >>> surge = SpanVolume(70, 70, 20, 1.5, 70, 13.3)
+    >>> assess(surge, region="east", lift=1, dispersion=1, relative_error=0.1,
+    ...        rules=rules, model="seasonal").observed
+    70
+    >>> assess(surge, region="east", lift=3, dispersion=1, relative_error=0.1,
+    ...        rules=rules, model="seasonal") is None  # the whole category is up x3
+    True
+    """
+    observed = span.effective
+    if observed < rules.min_volume:
+        return None
+    expected = span.expected * lift
+    if observed < (1.0 + rules.margin) * expected:
+        return None
+    extra = (dispersion - 1.0) * expected + (relative_error * expected) ** 2
+    if upper_tail(observed, expected, extra) >= rules.evidence:
+        return None
+    return Assessment(
+        region, observed, expected, span.per_window * lift, span.span, span.shoppers, model
+    )

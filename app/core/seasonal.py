@@ -1,0 +1,209 @@
+"""Seasonal profiles: how demand moves with the hour of day and the day of week.
+
+A SKU's own history is far too thin to learn a weekly shape (most SKUs of a real
+catalogue sell less than once a day), so the shape is pooled: one :class:`Profile` per
+(category, signal) and one per signal for the whole shop count events by hour of day and
+by day of week, against the time each hour and day has been observed (exposure). The
+factor of an hour is its rate over the mean rate, shrunk toward 1 by a few hours of
+pseudo-exposure; a category's factors are blended with the shop's by how much the category
+has seen. Hour and day factors multiply (a separable shape: a day-of-week bin sees seven
+times the data of an hour-of-week bin).
+
+Work: :meth:`Profile.add` is O(1) per event; factors are recomputed at most once per hour
+of the event clock per profile (O(31)), and :class:`Seasonality` caches the blended factor
+of a window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.core.units import DAY_MS, HOUR_MS, WEEK_MS
+
+#: 1970-01-01 was a Thursday: (days since epoch + 3) % 7 is 0 on Monday.
+_EPOCH_WEEKDAY = 3
+#: Pseudo-exposure that shrinks an hour's (a day's) factor toward 1.
+_HOUR_PRIOR_MS = 2 * HOUR_MS
+_DAY_PRIOR_MS = DAY_MS
+#: Events a profile needs before it shapes anything.
+MIN_EVENTS = 50
+#: A category's factors weigh ``n / (n + CATEGORY_POOL)`` against the shop's.
+CATEGORY_POOL = 500.0
+#: Seasonal factors are clipped to this range (a closed night is not a zero forecast).
+FLOOR, CEILING = 0.2, 5.0
+
+
+def hour_of_day(ts_ms: int) -> int:
+    """UTC hour of day of an epoch-ms time.
+
+    >>> hour_of_day(1_700_000_000_000)  # 2023-11-14 22:13 UTC
+    22
+    """
+    return (ts_ms % DAY_MS) // HOUR_MS
+
+
+def day_of_week(ts_ms: int) -> int:
+    """UTC day of week, Monday = 0.
+
+    >>> day_of_week(1_700_000_000_000)  # a Tuesday
+    1
+    """
+    return (ts_ms // DAY_MS + _EPOCH_WEEKDAY) % 7
+
+
+def _exposure(
+    since: int, now: int, *, period: int, bin_ms: int, bins: int, offset: int
+) -> list[int]:
+    """Milliseconds of ``[since, now)`` that fell in each bin of a periodic cycle."""
+    out = [0] * bins
+    if now <= since:
+        return out
+    full, rest_start = divmod(now - since, period)
+    if full:
+        for i in range(bins):
+            out[i] = full * bin_ms
+    t = now - rest_start
+    while t < now:
+        index = ((t // bin_ms) + offset) % bins
+        end = min(now, (t // bin_ms + 1) * bin_ms)
+        out[index] += end - t
+        t = end
+    return out
+
+
+@dataclass(slots=True)
+class Profile:
+    """Event counts by hour of day and day of week since ``since`` (one category, one signal).
+
+    >>> p = Profile(since=0)
+    >>> for day in range(14):  # two weeks: 10 events at 18:00 each day, 1 at 03:00
+    ...     for _ in range(10):
+    ...         p.add(day * DAY_MS + 18 * HOUR_MS)
+    ...     p.add(day * DAY_MS + 3 * HOUR_MS)
+    >>> hours, days = p.factors(14 * DAY_MS)
+    >>> round(hours[18], 2), round(hours[3], 2), round(hours[4], 2)  # clipped to [0.2, 5]
+    (5.0, 2.03, 0.2)
+    >>> days == [1.0] * 7  # every day alike
+    True
+    """
+
+    since: int
+    hours: list[float] = field(default_factory=lambda: [0.0] * 24)
+    days: list[float] = field(default_factory=lambda: [0.0] * 7)
+    total: float = 0.0
+
+    def add(self, ts_ms: int, weight: float = 1.0) -> None:
+        self.hours[(ts_ms % DAY_MS) // HOUR_MS] += weight
+        self.days[(ts_ms // DAY_MS + _EPOCH_WEEKDAY) % 7] += weight
+        self.total += weight
+
+    def factors(self, now_ms: int) -> tuple[list[float], list[float]]:
+        """Hour-of-day and day-of-week factors (each averaging 1) as of ``now_ms``."""
+        span = now_ms - self.since
+        if self.total < MIN_EVENTS or span < DAY_MS:
+            return [1.0] * 24, [1.0] * 7
+        mean_rate = self.total / span
+        hour_exp = _exposure(self.since, now_ms, period=DAY_MS, bin_ms=HOUR_MS, bins=24, offset=0)
+        hours = [
+            (count + mean_rate * _HOUR_PRIOR_MS) / (exposure + _HOUR_PRIOR_MS) / mean_rate
+            for count, exposure in zip(self.hours, hour_exp, strict=True)
+        ]
+        if span >= 2 * DAY_MS:
+            day_exp = _exposure(
+                self.since, now_ms, period=WEEK_MS, bin_ms=DAY_MS, bins=7, offset=_EPOCH_WEEKDAY
+            )
+            days = [
+                (count + mean_rate * _DAY_PRIOR_MS) / (exposure + _DAY_PRIOR_MS) / mean_rate
+                for count, exposure in zip(self.days, day_exp, strict=True)
+            ]
+        else:
+            days = [1.0] * 7
+        return _normalised(hours), _normalised(days)
+
+
+def _normalised(factors: list[float]) -> list[float]:
+    mean = sum(factors) / len(factors)
+    if mean <= 0:
+        return [1.0] * len(factors)
+    return [min(max(f / mean, FLOOR), CEILING) for f in factors]
+
+
+class Seasonality:
+    """Pooled seasonal factors of windows, per (category, signal): the shop's shape first.
+
+    >>> s = Seasonality(window_ms=HOUR_MS)
+    >>> s.factor(None, 0, 5 * HOUR_MS, now_ms=0)  # nothing learned: flat
+    1.0
+    """
+
+    __slots__ = ("_cache", "_global", "_profiles", "window_ms")
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self._profiles: dict[tuple[str, int], Profile] = {}
+        self._global: dict[int, Profile] = {}
+        # (category, signal) -> (clock hour it was computed at, hour factors, day factors)
+        self._cache: dict[tuple[str | None, int], tuple[int, list[float], list[float]]] = {}
+
+    def add(self, category: str | None, signal: int, ts_ms: int, weight: float = 1.0) -> None:
+        """Count one event (O(1))."""
+        shop = self._global.get(signal)
+        if shop is None:
+            shop = self._global[signal] = Profile(since=ts_ms - ts_ms % HOUR_MS)
+        shop.add(ts_ms, weight)
+        if category is not None:
+            own = self._profiles.get((category, signal))
+            if own is None:
+                own = self._profiles[(category, signal)] = Profile(since=shop.since)
+            own.add(ts_ms, weight)
+
+    def _shape(
+        self, category: str | None, signal: int, now_ms: int
+    ) -> tuple[list[float], list[float]]:
+        key = (category, signal)
+        stamp = now_ms // HOUR_MS
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+        shop = self._global.get(signal)
+        if shop is None:
+            hours, days = [1.0] * 24, [1.0] * 7
+        else:
+            hours, days = shop.factors(now_ms)
+            own = None if category is None else self._profiles.get((category, signal))
+            if own is not None and own.total >= MIN_EVENTS:
+                own_hours, own_days = own.factors(now_ms)
+                w = own.total / (own.total + CATEGORY_POOL)
+                hours = [w * a + (1 - w) * b for a, b in zip(own_hours, hours, strict=True)]
+                days = [w * a + (1 - w) * b for a, b in zip(own_days, days, strict=True)]
+        self._cache[key] = (stamp, hours, days)
+        return hours, days
+
+    def factor(self, category: str | None, signal: int, window_start: int, *, now_ms: int) -> float:
+        """Seasonal factor of the window starting at ``window_start`` (mean 1 over a week)."""
+        length = self.window_ms
+        if length >= WEEK_MS:
+            return 1.0
+        hours, days = self._shape(category, signal, now_ms)
+        if length >= DAY_MS:
+            n = length // DAY_MS
+            first = day_of_week(window_start)
+            return sum(days[(first + i) % 7] for i in range(n)) / n
+        day = days[day_of_week(window_start)]
+        if length <= HOUR_MS:
+            return hours[hour_of_day(window_start)] * day
+        n = max(1, length // HOUR_MS)
+        first = hour_of_day(window_start)
+        return day * sum(hours[(first + i) % 24] for i in range(n)) / n
+
+    def state(self) -> dict[str, object]:
+        """Picklable state (for the shared snapshot)."""
+        return {"profiles": self._profiles, "global": self._global}
+
+    def load(self, state: dict[str, object]) -> None:
+        profiles = state.get("profiles")
+        shop = state.get("global")
+        if isinstance(profiles, dict) and isinstance(shop, dict):
+            self._profiles = profiles
+            self._global = shop
+            self._cache.clear()

@@ -1,0 +1,220 @@
+"""One demand series (a SKU, or a SKU in a region, for one signal): its baseline and live windows.
+
+The baseline a surge is measured against must not chase the surge, and it must cost
+nothing while the series is idle. So a series keeps a handful of numbers:
+
+* ``level``: the *deseasonalised* mean volume per window, an exponentially weighted mean
+  whose weight per window is small (a time constant of about a day, see
+  :func:`level_alpha`); the first windows form a plain running mean, so a new series is
+  not anchored to zero. Multiplied by the pooled seasonal factor of a window
+  (:mod:`app.core.seasonal`) it is the expected volume of that window.
+* ``square``: the same weighted mean of squared volumes, for the dispersion the evidence
+  test needs (bulky orders and intermittent demand are far from Poisson).
+* ``n`` and ``nonzero``: windows folded, and how many had any volume. ``level`` is the
+  TSB estimate of an intermittent series (probability of demand x size, both smoothed the
+  same way), so a slow mover needs no separate model; ``nonzero / n`` says which it is.
+* ``upto``: every window before it is folded in.
+
+An idle stretch of ``k`` windows folds in closed form (:meth:`Series.skip`): the running
+mean part scales by ``n / (n + k)`` and the rest decays by ``(1 - alpha)^k``, so a series
+touched once a week costs the same as one touched every minute.
+
+The open windows and the last closed one live in a :class:`Live` object that exists only
+while the series is active (it is dropped a window after its last event).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+#: Distinct shoppers tracked per window exactly; beyond that every event counts as new.
+MAX_TRACKED_SHOPPERS = 64
+
+
+def level_alpha(window_ms: int, time_constant_ms: int, ceiling: float) -> float:
+    """Weight of one window in the level: ``1 - exp(-window / time constant)``, capped.
+
+    >>> round(level_alpha(300_000, 86_400_000, 0.1), 5)  # 5-minute windows, 1-day constant
+    0.00347
+    >>> level_alpha(86_400_000, 86_400_000, 0.1)  # daily windows: the cap
+    0.1
+    """
+    return min(-math.expm1(-window_ms / time_constant_ms), ceiling)
+
+
+@dataclass(slots=True)
+class Cell:
+    """Volume of one open window: units, events, and distinct shoppers among them.
+
+    >>> cell = Cell()
+    >>> for user in ("a", "a", "a", None, "b"):
+    ...     cell.add(2.0, user)
+    >>> cell.units, cell.events, cell.distinct()
+    (10.0, 5, 3)
+    """
+
+    units: float = 0.0
+    events: int = 0
+    anonymous: int = 0
+    shoppers: set[str] | None = None
+    last_ts: int = 0
+
+    def add(self, units: float, user: str | None) -> None:
+        self.units += units
+        self.events += 1
+        if user is None:
+            self.anonymous += 1
+            return
+        shoppers = self.shoppers
+        if shoppers is None:
+            self.shoppers = {user}
+        elif len(shoppers) < MAX_TRACKED_SHOPPERS:
+            shoppers.add(user)
+        elif user not in shoppers:
+            self.anonymous += 1
+
+    def distinct(self) -> int:
+        """Distinct shoppers (an event without a user counts as one)."""
+        return self.anonymous + (len(self.shoppers) if self.shoppers else 0)
+
+    def effective(self) -> float:
+        """Units scaled by the share of distinct shoppers: one shopper's burst counts once.
+
+        >>> bot = Cell()
+        >>> for _ in range(40):
+        ...     bot.add(1.0, "bot")
+        >>> bot.effective()
+        1.0
+        """
+        if self.events <= 0:
+            return 0.0
+        return self.units * min(1.0, self.distinct() / self.events)
+
+
+@dataclass(slots=True)
+class Live:
+    """An active series' open windows and its last closed window (for the live span)."""
+
+    cells: dict[int, Cell] = field(default_factory=dict)
+    #: The last closed window: start, effective volume, expected volume (-1: none).
+    closed_start: int = -1
+    closed_effective: float = 0.0
+    closed_units: float = 0.0
+    closed_expected: float = 0.0
+    #: The live check found this series surging (its windows then teach the level less).
+    surging: bool = False
+
+
+class Series:
+    """Baseline and live windows of one series.
+
+    Examples
+    --------
+    >>> s = Series(upto=0)
+    >>> for w in range(4):
+    ...     s.observe(10.0, alpha=0.01)
+    >>> s.level, s.n
+    (10.0, 4)
+    >>> s.skip(4, alpha=0.01)  # four empty windows, still in the running-mean phase
+    >>> s.level, s.n
+    (5.0, 8)
+    """
+
+    __slots__ = ("level", "live", "n", "nonzero", "square", "upto")
+
+    def __init__(self, upto: int) -> None:
+        self.level = 0.0
+        self.square = 0.0
+        self.n = 0
+        self.nonzero = 0
+        self.upto = upto
+        self.live: Live | None = None
+
+    def __getstate__(self) -> tuple[float, float, int, int, int, Live | None]:
+        return (self.level, self.square, self.n, self.nonzero, self.upto, self.live)
+
+    def __setstate__(self, state: tuple[float, float, int, int, int, Live | None]) -> None:
+        self.level, self.square, self.n, self.nonzero, self.upto, self.live = state
+
+    def copy(self) -> Series:
+        """A baseline copy without live windows (a new all-regions series starts from it)."""
+        twin = Series(self.upto)
+        twin.level, twin.square = self.level, self.square
+        twin.n, twin.nonzero = self.n, self.nonzero
+        return twin
+
+    def observe(self, volume: float, *, alpha: float, weight: float = 1.0) -> None:
+        """Fold one closed window's deseasonalised volume in (``weight`` < 1: a surge window)."""
+        a = max(alpha, 1.0 / (self.n + 1)) * weight
+        self.level += a * (volume - self.level)
+        self.square += a * (volume * volume - self.square)
+        self.n += 1
+        if volume > 0:
+            self.nonzero += 1
+
+    def skip(self, k: int, *, alpha: float) -> None:
+        """Fold ``k`` empty windows in at once (closed form, O(1))."""
+        if k <= 0:
+            return
+        n = self.n
+        warm = max(0, min(k, math.ceil(1.0 / alpha) - 1 - n))  # running-mean windows left
+        factor = n / (n + warm) if warm and n else 1.0
+        rest = k - warm
+        if rest:
+            factor *= (1.0 - alpha) ** rest
+        self.level *= factor
+        self.square *= factor
+        self.n = n + k
+
+    def skipped_sum(self, k: int, *, alpha: float) -> float:
+        """Sum of the levels the next ``k`` empty windows would see (their forecasts / season).
+
+        Closed form: ``n / (n + j)`` summed as a logarithm in the running-mean phase, a
+        geometric series after it.
+
+        >>> s = Series(upto=0); s.level, s.n = 2.0, 1000
+        >>> round(s.skipped_sum(3, alpha=0.5), 3)  # 2 + 1 + 0.5
+        3.5
+        """
+        if k <= 0 or self.level <= 0:
+            return 0.0
+        n, level, total = self.n, self.level, 0.0
+        warm = max(0, min(k, math.ceil(1.0 / alpha) - 1 - n))
+        if warm and n:
+            total += level * n * math.log((n + warm - 0.5) / (n - 0.5))
+            level *= n / (n + warm)
+        elif warm:
+            total += level * warm
+        rest = k - warm
+        if rest:
+            total += level * -math.expm1(rest * math.log1p(-alpha)) / alpha
+        return total
+
+    def variance(self) -> float:
+        """Variance of a window's deseasonalised volume (weighted, never negative)."""
+        return max(self.square - self.level * self.level, 0.0)
+
+    def dispersion(self) -> float:
+        """Variance over mean: 1 for Poisson counts, more for bulky or intermittent demand.
+
+        >>> s = Series(upto=0)
+        >>> for v in (0, 0, 0, 12):
+        ...     s.observe(float(v), alpha=0.01)
+        >>> s.dispersion()  # one 12 in four windows: mean 3, variance 27
+        9.0
+        """
+        if self.level <= 0:
+            return 1.0
+        return max(self.variance() / self.level, 1.0)
+
+    def cell(self, window_start: int) -> tuple[Cell, bool]:
+        """The open cell of a window, and whether it was created now."""
+        live = self.live
+        if live is None:
+            live = self.live = Live()
+        cell = live.cells.get(window_start)
+        if cell is None:
+            cell = live.cells[window_start] = Cell()
+            return cell, True
+        return cell, False

@@ -1,0 +1,92 @@
+"""How much to order: a surge's expected excess over the lead time, a stockout's backlog.
+
+Second-tier orders cover what the regular (first-tier or daily) replenishment will not:
+the *excess* a surge brings within the supplier's lead time, or the units customers could
+not buy plus the demand of a short cover period after a stockout. Stock already in flight
+to the warehouse is subtracted; packs, min/max order and supplier capacity apply last.
+"""
+
+from __future__ import annotations
+
+import math
+
+from app.core.policy import OrderTerms
+
+
+def surge_excess_units(
+    *,
+    observed: float,
+    expected: float,
+    span_windows: float,
+    max_extrapolation: float,
+    surge_windows: float,
+) -> float:
+    """Expected excess volume a live surge brings over the lead time (signal units).
+
+    The excess seen over the live span (``observed - expected``) becomes a rate per
+    window by dividing by the span's length in windows (never multiplied by more than
+    ``max_extrapolation``); that rate is assumed to decay over the lead time, which the
+    policy's :meth:`~app.core.policy.OrderTerms.surge_hours` sums up as ``surge_windows``
+    windows of the initial rate.
+
+    >>> # 60 seen over one and a half windows where 15 were expected: 30 a window
+    >>> surge_excess_units(observed=60, expected=15, span_windows=1.5, max_extrapolation=2,
+    ...                    surge_windows=6)
+    180.0
+    >>> # a burst a tenth into the first window is extrapolated x2, not x10
+    >>> surge_excess_units(observed=25, expected=5, span_windows=0.1, max_extrapolation=2,
+    ...                    surge_windows=1)
+    40.0
+    """
+    excess = observed - expected
+    if not excess > 0:
+        return 0.0
+    span = max(span_windows, 1.0 / max_extrapolation)
+    return excess / span * surge_windows
+
+
+def order_quantity(need: float, terms: OrderTerms) -> tuple[int, bool]:
+    """Round a need up to packs, clamp to min/max order and to supplier capacity.
+
+    Returns ``(quantity, capped_by_capacity)``; a need of zero or less orders nothing.
+
+    >>> from app.core.policy import Supplier
+    >>> terms = OrderTerms(Supplier("S-12", 6, 2400), pack_size=50, min_order=100,
+    ...                    max_order=5000, cooldown_ms=0, safety_z=1.65)
+    >>> order_quantity(412.3, terms)  # 9 packs of 50
+    (450, False)
+    >>> order_quantity(20, terms)  # min order
+    (100, False)
+    >>> order_quantity(900, terms)  # 2400/day x 6 h = 600 within the lead time
+    (600, True)
+    >>> order_quantity(-5, terms)
+    (0, False)
+    """
+    if not need > 0:
+        return 0, False
+    pack = max(terms.pack_size, 1)
+    quantity = math.ceil(need / pack - 1e-9) * pack
+    quantity = max(quantity, math.ceil(terms.min_order / pack) * pack)
+    quantity = min(quantity, max(terms.max_order // pack, 1) * pack)
+    capacity = math.floor(terms.supplier.capacity_within_lead_time() / pack + 1e-9) * pack
+    if quantity > capacity:
+        return capacity, True
+    return quantity, False
+
+
+def stockout_need(
+    *, failed_units: float, forecast_per_window: float, cover_windows: float, error_std: float
+) -> float:
+    """Units a stockout order must bring: the backlog plus a short cover, with safety.
+
+    The customers who could not pay are owed their units; after that the order covers
+    the expected demand of ``cover_windows`` windows plus one standard deviation of it
+    (the regular replenishment takes over from there). One failed order against a
+    forecast of 86 a window and a one-window cover orders about a hundred, not the cap.
+
+    >>> round(stockout_need(failed_units=1, forecast_per_window=86, cover_windows=1,
+    ...                     error_std=9.3), 1)
+    96.3
+    """
+    cover = max(forecast_per_window, 0.0) * cover_windows
+    return failed_units + cover + error_std * math.sqrt(max(cover_windows, 0.0))
