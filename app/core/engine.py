@@ -116,6 +116,11 @@ class EngineConfig:
     level_time_constant_ms: int = DAY_MS
     #: ... but never more than this (daily windows would otherwise weigh 0.63 each).
     level_alpha_max: float = 0.1
+    #: Time constant of the forecast published per window (``demand.forecasts``): short,
+    #: it follows demand within hours; the surge baseline above must not.
+    forecast_time_constant_ms: int = 3 * HOUR_MS
+    #: ... capped per window like the level.
+    forecast_alpha_max: float = 0.3
     #: A window the live check found surging teaches the level at this share of its weight.
     surge_weight: float = 0.1
     #: Windows a series needs folded before it can raise a surge (stockouts do not wait).
@@ -174,6 +179,14 @@ class EngineConfig:
         (0.00347, 0.1)
         """
         return level_alpha(self.window_ms, self.level_time_constant_ms, self.level_alpha_max)
+
+    def forecast_alpha(self) -> float:
+        """Weight of one window in a series' published forecast.
+
+        >>> round(EngineConfig(window_ms=HOUR_MS).forecast_alpha(), 4)
+        0.2835
+        """
+        return level_alpha(self.window_ms, self.forecast_time_constant_ms, self.forecast_alpha_max)
 
 
 @dataclass(slots=True)
@@ -291,6 +304,7 @@ class Engine:
         self.policy = policy if policy is not None else Policy.default()
         self.config = config if config is not None else EngineConfig()
         self._alpha = self.config.alpha()
+        self._fast = self.config.forecast_alpha()
         self._skus: dict[str, SkuState] = {}
         self._clock = _NO_CLOCK
         self._frontier = _NO_CLOCK
@@ -494,7 +508,7 @@ class Engine:
             return None
         start = self._current_window()
         factor = self._season.factor(state.category, index, start, now_ms=self._clock)
-        return series.level * factor, self._model_name(series)
+        return series.recent * factor, self._model_name(series)
 
     def expected_demand(self, sku: str, hours: float, region: str | None = None) -> float:
         """Order units the baseline expects over ``hours`` (0 for an unknown SKU)."""
@@ -504,7 +518,7 @@ class Engine:
         series = state.whole(_ORDER) if region is None else state.series.get((region, _ORDER))
         if series is None or series.n == 0:
             return 0.0
-        return series.level * hours * HOUR_MS / self.config.window_ms
+        return series.recent * hours * HOUR_MS / self.config.window_ms
 
     def forecast_error(self, sku: str, signal: Signal = Signal.ORDER) -> float | None:
         """Standard deviation of a window's volume around the baseline (all regions)."""
@@ -765,7 +779,7 @@ class Engine:
                 state.regions.append(region)
                 if len(state.regions) == 2:
                     self._split_regions(state)
-            series = state.series[(region, index)] = Series(upto=start)
+            series = state.series[(region, index)] = self._new_series(start)
         cell, new = series.cell(start)
         if new:
             self._open(series, start, (sku, region, index), result)
@@ -773,11 +787,24 @@ class Engine:
         if len(state.regions) > 1:
             whole = state.series.get((ALL_REGIONS, index))
             if whole is None:
-                whole = state.series[(ALL_REGIONS, index)] = Series(upto=start)
+                whole = state.series[(ALL_REGIONS, index)] = self._new_series(start)
             cell, new = whole.cell(start)
             if new:
                 self._open(whole, start, (sku, ALL_REGIONS, index), result)
             cell.add(qty, user)
+
+    def _new_series(self, start: int) -> Series:
+        """A series first seen at ``start``: idle since the engine's first full window.
+
+        A SKU is first seen *because* it sold, so a rate learned from its first window on
+        would overstate every slow mover; the windows the engine watched it sell nothing
+        count as observed zeros (up to the running-mean phase), which is what it saw.
+        """
+        series = Series(upto=start)
+        if self._first_full_window != _NO_CLOCK and start > self._first_full_window:
+            watched = (start - self._first_full_window) // self.config.window_ms
+            series.n = min(watched, max(math.ceil(1.0 / self._fast) - 1, 0))
+        return series
 
     def _split_regions(self, state: SkuState) -> None:
         """A second region: the first region's series become the all-regions ones too."""
@@ -857,9 +884,12 @@ class Engine:
             )
             factor = self._season.factor(category, index, start, now_ms=self._clock)
             expected = series.level * factor
+            forecast = series.recent * factor
             if start >= self._first_full_window:
                 weight = self.config.surge_weight if live.surging else 1.0
-                series.observe(cell.units / factor, alpha=self._alpha, weight=weight)
+                series.observe(
+                    cell.units / factor, alpha=self._alpha, weight=weight, fast=self._fast
+                )
                 result.model_updates += 1
             series.upto = start + length
             live.closed_start = start
@@ -876,7 +906,7 @@ class Engine:
                         signal=SIGNALS[index],
                         window_start=start,
                         window_end=start + length,
-                        forecast=expected,
+                        forecast=forecast,
                         actual=cell.units,
                         model=self._model_name(series),
                         category=category,
@@ -912,13 +942,13 @@ class Engine:
                     signal=SIGNALS[index],
                     window_start=series.upto,
                     window_end=series.upto + k * length,
-                    forecast=series.skipped_sum(k, alpha=self._alpha),
+                    forecast=series.skipped_sum(k, alpha=self._fast),
                     actual=0.0,
                     model=self._model_name(series),
                     category=category,
                 )
             )
-        series.skip(k, alpha=self._alpha)
+        series.skip(k, alpha=self._alpha, fast=self._fast)
         series.upto += k * length
 
     def _expire(self, result: StepResult) -> None:
@@ -1186,7 +1216,7 @@ class Engine:
         forecast, model, spread = 0.0, MODEL_NEW, 0.0
         if orders is not None and orders.n > 0:
             factor = self._season.factor(state.category, _ORDER, start, now_ms=self._clock)
-            forecast, model = orders.level * factor, self._model_name(orders)
+            forecast, model = orders.recent * factor, self._model_name(orders)
             spread = math.sqrt(orders.variance())
         in_flight = ledger.in_flight(warehouse, self._clock)
         need = stockout_need(

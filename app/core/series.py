@@ -8,6 +8,9 @@ nothing while the series is idle. So a series keeps a handful of numbers:
   :func:`level_alpha`); the first windows form a plain running mean, so a new series is
   not anchored to zero. Multiplied by the pooled seasonal factor of a window
   (:mod:`app.core.seasonal`) it is the expected volume of that window.
+* ``recent``: the same mean with a much shorter memory (hours): the *forecast* of the
+  next windows that ``demand.forecasts``, the replay's accuracy and its order-up-to
+  simulation use. It may follow a surge; the surge baseline (``level``) may not.
 * ``square``: the same weighted mean of squared volumes, for the dispersion the evidence
   test needs (bulky orders and intermittent demand are far from Poisson).
 * ``n`` and ``nonzero``: windows folded, and how many had any volume. ``level`` is the
@@ -41,6 +44,16 @@ def level_alpha(window_ms: int, time_constant_ms: int, ceiling: float) -> float:
     0.1
     """
     return min(-math.expm1(-window_ms / time_constant_ms), ceiling)
+
+
+def _decay(n: int, k: int, alpha: float) -> float:
+    """Factor ``k`` empty windows apply to a mean of ``n`` windows (running mean, then EWMA)."""
+    warm = max(0, min(k, math.ceil(1.0 / alpha) - 1 - n))  # running-mean windows left
+    factor = n / (n + warm) if warm and n else 1.0
+    rest = k - warm
+    if rest:
+        factor *= (1.0 - alpha) ** rest
+    return factor
 
 
 @dataclass(slots=True)
@@ -121,65 +134,70 @@ class Series:
     (5.0, 8)
     """
 
-    __slots__ = ("level", "live", "n", "nonzero", "square", "upto")
+    __slots__ = ("level", "live", "n", "nonzero", "recent", "square", "upto")
 
     def __init__(self, upto: int) -> None:
         self.level = 0.0
+        self.recent = 0.0
         self.square = 0.0
         self.n = 0
         self.nonzero = 0
         self.upto = upto
         self.live: Live | None = None
 
-    def __getstate__(self) -> tuple[float, float, int, int, int, Live | None]:
-        return (self.level, self.square, self.n, self.nonzero, self.upto, self.live)
+    def __getstate__(self) -> tuple[float, float, float, int, int, int, Live | None]:
+        return (self.level, self.recent, self.square, self.n, self.nonzero, self.upto, self.live)
 
-    def __setstate__(self, state: tuple[float, float, int, int, int, Live | None]) -> None:
-        self.level, self.square, self.n, self.nonzero, self.upto, self.live = state
+    def __setstate__(self, state: tuple[float, float, float, int, int, int, Live | None]) -> None:
+        self.level, self.recent, self.square, self.n, self.nonzero, self.upto, self.live = state
 
     def copy(self) -> Series:
         """A baseline copy without live windows (a new all-regions series starts from it)."""
         twin = Series(self.upto)
-        twin.level, twin.square = self.level, self.square
+        twin.level, twin.recent, twin.square = self.level, self.recent, self.square
         twin.n, twin.nonzero = self.n, self.nonzero
         return twin
 
-    def observe(self, volume: float, *, alpha: float, weight: float = 1.0) -> None:
-        """Fold one closed window's deseasonalised volume in (``weight`` < 1: a surge window)."""
-        a = max(alpha, 1.0 / (self.n + 1)) * weight
+    def observe(
+        self, volume: float, *, alpha: float, weight: float = 1.0, fast: float = 0.0
+    ) -> None:
+        """Fold one closed window's deseasonalised volume in (``weight`` < 1: a surge window).
+
+        ``fast`` is the weight of a window in ``recent`` (0: ``recent`` follows ``level``).
+        """
+        warm = 1.0 / (self.n + 1)
+        a = max(alpha, warm) * weight
         self.level += a * (volume - self.level)
+        f = max(fast, warm) if fast > 0 else a
+        self.recent += f * (volume - self.recent)
         self.square += a * (volume * volume - self.square)
         self.n += 1
         if volume > 0:
             self.nonzero += 1
 
-    def skip(self, k: int, *, alpha: float) -> None:
+    def skip(self, k: int, *, alpha: float, fast: float = 0.0) -> None:
         """Fold ``k`` empty windows in at once (closed form, O(1))."""
         if k <= 0:
             return
-        n = self.n
-        warm = max(0, min(k, math.ceil(1.0 / alpha) - 1 - n))  # running-mean windows left
-        factor = n / (n + warm) if warm and n else 1.0
-        rest = k - warm
-        if rest:
-            factor *= (1.0 - alpha) ** rest
+        factor = _decay(self.n, k, alpha)
+        self.recent *= _decay(self.n, k, fast) if fast > 0 else factor
         self.level *= factor
         self.square *= factor
-        self.n = n + k
+        self.n += k
 
     def skipped_sum(self, k: int, *, alpha: float) -> float:
-        """Sum of the levels the next ``k`` empty windows would see (their forecasts / season).
+        """Sum of ``recent`` over the next ``k`` empty windows (their forecasts / season).
 
         Closed form: ``n / (n + j)`` summed as a logarithm in the running-mean phase, a
         geometric series after it.
 
-        >>> s = Series(upto=0); s.level, s.n = 2.0, 1000
+        >>> s = Series(upto=0); s.recent, s.n = 2.0, 1000
         >>> round(s.skipped_sum(3, alpha=0.5), 3)  # 2 + 1 + 0.5
         3.5
         """
-        if k <= 0 or self.level <= 0:
+        if k <= 0 or self.recent <= 0:
             return 0.0
-        n, level, total = self.n, self.level, 0.0
+        n, level, total = self.n, self.recent, 0.0
         warm = max(0, min(k, math.ceil(1.0 / alpha) - 1 - n))
         if warm and n:
             total += level * n * math.log((n + warm - 0.5) / (n - 0.5))

@@ -172,7 +172,13 @@ def run_replay(
             series = outcome.sku_orders.get(record.sku)
             if series is None:
                 series = outcome.sku_orders[record.sku] = Series(first=window)
-            series.add(window, record.forecast, record.actual)
+            windows = max(1, (record.window_end - record.window_start) // window_ms)
+            if windows == 1:
+                series.add(window, record.forecast, record.actual)
+            else:  # an idle stretch the engine folded at once: its forecast spread evenly
+                share = record.forecast / windows
+                for offset in range(windows):
+                    series.add(window + offset, share, 0.0)
 
     def step(result: StepOutcome) -> None:
         take(result)
@@ -201,6 +207,9 @@ def run_replay(
     if outcome.last_ts is not None:
         last_window_end = (outcome.last_ts // window_ms + 1) * window_ms
         step(engine.advance(last_window_end, now_ms=None))
+        flush = getattr(engine, "flush", None)
+        if flush is not None:  # idle stretches still unfolded at the end of the log
+            step(flush())
     return outcome
 
 
