@@ -135,7 +135,8 @@ class EngineConfig:
     prior_windows: int = 6
     #: Relative error of the level never assumed below this.
     floor_relative_error: float = 0.1
-    #: A surge must hold this long (event time between two passing checks) before it fires.
+    #: The live span's volume must have come in over at least this much event time (a
+    #: burst in one instant does not fire, however many rows it has); at most a window.
     persistence_ms: int = 120_000
     #: A whole category running ahead lifts a SKU's expectation by up to this factor.
     category_factor_cap: float = 3.0
@@ -259,8 +260,6 @@ class SkuState:
     #: Regions seen, in the order they were seen.
     regions: list[str] = field(default_factory=list)
     ledger: Ledger | None = None
-    #: signal index -> event clock when its live check first passed (persistence)
-    pending: dict[int, int] | None = None
 
     def whole(self, index: int) -> Series | None:
         """The SKU's all-regions series of a signal."""
@@ -290,14 +289,14 @@ class Engine:
     ...                         for i in range(20)])
     >>> r.triggers
     []
-    >>> for minute in range(30, 34):  # then 80 a minute from 80 shoppers, for 2 minutes
+    >>> for minute in range(30, 34):  # then 80 a minute from 80 shoppers
     ...     ts = t0 + minute * 60_000
     ...     r = engine.process([CartAddEvent(ts + i * 700, "K-1", user=f"s{minute}-{i}")
     ...                         for i in range(80)])
     ...     if r.triggers:
     ...         break
     >>> [(t.reason.value, minute) for t in r.triggers]
-    [('cart_surge', 32)]
+    [('cart_surge', 30)]
     """
 
     def __init__(self, policy: Policy | None = None, config: EngineConfig | None = None) -> None:
@@ -394,6 +393,7 @@ class Engine:
                 start=start,
                 qty=qty,
                 user=event.user,
+                ts=ts,
                 result=result,
             )
             category = state.category
@@ -770,6 +770,7 @@ class Engine:
         start: int,
         qty: float,
         user: str | None,
+        ts: int,
         result: StepResult,
     ) -> None:
         """Count one event into its region's series and the SKU's all-regions series."""
@@ -783,7 +784,7 @@ class Engine:
         cell, new = series.cell(start)
         if new:
             self._open(series, start, (sku, region, index), result)
-        cell.add(qty, user)
+        cell.add(qty, user, ts)
         if len(state.regions) > 1:
             whole = state.series.get((ALL_REGIONS, index))
             if whole is None:
@@ -791,7 +792,7 @@ class Engine:
             cell, new = whole.cell(start)
             if new:
                 self._open(whole, start, (sku, ALL_REGIONS, index), result)
-            cell.add(qty, user)
+            cell.add(qty, user, ts)
 
     def _new_series(self, start: int) -> Series:
         """A series first seen at ``start``: idle since the engine's first full window.
@@ -896,6 +897,7 @@ class Engine:
             live.closed_effective = cell.effective()
             live.closed_units = cell.units
             live.closed_expected = expected
+            live.closed_first_ts, live.closed_last_ts = cell.first_ts, cell.last_ts
             live.surging = False
             result.windows_closed += 1
             if sku is not None and region != ALL_REGIONS:
@@ -993,10 +995,12 @@ class Engine:
         effective = units = 0.0
         shoppers = 0
         span = elapsed
+        first, last = 2**62, -(2**62)
         if live is not None:
             cell = live.cells.get(start)
             if cell is not None:
                 effective, units, shoppers = cell.effective(), cell.units, cell.distinct()
+                first, last = cell.first_ts, cell.last_ts
             previous = live.cells.get(start - length)
             if previous is not None:
                 prior = self._season.factor(category, index, start - length, now_ms=self._clock)
@@ -1005,12 +1009,16 @@ class Engine:
                 units += previous.units
                 shoppers += previous.distinct()
                 span += 1.0
+                first, last = min(first, previous.first_ts), max(last, previous.last_ts)
             elif live.closed_start == start - length:
                 expected += live.closed_expected
                 effective += live.closed_effective
                 units += live.closed_units
                 span += 1.0
-        return SpanVolume(effective, units, expected, span, shoppers, level * factor)
+                first = min(first, live.closed_first_ts)
+                last = max(last, live.closed_last_ts)
+        covered = max(last - first, 0)
+        return SpanVolume(effective, units, expected, span, shoppers, level * factor, covered)
 
     def _live_check(
         self, sku: str, index: int, last_ts: int, decided_at: int, result: StepResult
@@ -1062,21 +1070,14 @@ class Engine:
             seen = self._assess(whole, ALL_REGIONS, whole_span, lift, rules)
             if seen is not None:
                 found[ALL_REGIONS] = seen
-        pending = state.pending
         if not found:
-            if pending is not None and index in pending:
-                del pending[index]
             return
         for region in found:
             series = whole if region == ALL_REGIONS else state.series[(region, index)]
             if series.live is not None:
                 series.live.surging = True
-        if pending is None:
-            pending = state.pending = {}
-        since = pending.setdefault(index, clock)
-        if clock - since < cfg.persistence_ms:
-            return
-        del pending[index]
+        if whole_span.covered_ms < min(cfg.persistence_ms, cfg.window_ms):
+            return  # one instant's burst: wait until the volume has kept coming
         excess = {region: span.units - span.expected * lift for region, span in spans.items()}
         region, warehouse = route(excess, self.policy)
         chosen = (

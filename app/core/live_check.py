@@ -40,6 +40,8 @@ class SpanVolume(NamedTuple):
     shoppers: int
     #: Baseline of the current window (whole window).
     per_window: float
+    #: Event time from the span's first event to its last.
+    covered_ms: int = 0
 
 
 class Assessment(NamedTuple):

@@ -61,21 +61,27 @@ class Cell:
     """Volume of one open window: units, events, and distinct shoppers among them.
 
     >>> cell = Cell()
-    >>> for user in ("a", "a", "a", None, "b"):
-    ...     cell.add(2.0, user)
-    >>> cell.units, cell.events, cell.distinct()
-    (10.0, 5, 3)
+    >>> for second, user in enumerate(("a", "a", "a", None, "b")):
+    ...     cell.add(2.0, user, second * 1_000)
+    >>> cell.units, cell.events, cell.distinct(), cell.last_ts - cell.first_ts
+    (10.0, 5, 3, 4000)
     """
 
     units: float = 0.0
     events: int = 0
     anonymous: int = 0
     shoppers: set[str] | None = None
-    last_ts: int = 0
+    #: Event times of the first and last event (how long the volume took to come in).
+    first_ts: int = 2**62
+    last_ts: int = -(2**62)
 
-    def add(self, units: float, user: str | None) -> None:
+    def add(self, units: float, user: str | None, ts: int) -> None:
         self.units += units
         self.events += 1
+        if ts < self.first_ts:  # noqa: PLR1730 - a comparison is cheaper than min() per event
+            self.first_ts = ts
+        if ts > self.last_ts:  # noqa: PLR1730
+            self.last_ts = ts
         if user is None:
             self.anonymous += 1
             return
@@ -95,8 +101,8 @@ class Cell:
         """Units scaled by the share of distinct shoppers: one shopper's burst counts once.
 
         >>> bot = Cell()
-        >>> for _ in range(40):
-        ...     bot.add(1.0, "bot")
+        >>> for i in range(40):
+        ...     bot.add(1.0, "bot", i)
         >>> bot.effective()
         1.0
         """
@@ -115,6 +121,8 @@ class Live:
     closed_effective: float = 0.0
     closed_units: float = 0.0
     closed_expected: float = 0.0
+    closed_first_ts: int = 2**62
+    closed_last_ts: int = -(2**62)
     #: The live check found this series surging (its windows then teach the level less).
     surging: bool = False
 

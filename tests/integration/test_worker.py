@@ -72,7 +72,11 @@ def test_worker_publishes_a_cart_surge_trigger_and_dead_letters_and_stops_cleanl
         b'{"ts": 5, "sku": "X"}': "ts_out_of_range",
         orjson.dumps({"ts": now, "sku": "X", "qty": "many"}): "bad_type:qty",
     }
-    surge = [(topics.cart_adds, sku.encode(), cart_add(sku, now)) for _ in range(60)]
+    # 60 shoppers over the last three minutes: a burst in one instant would not fire
+    surge = [
+        (topics.cart_adds, sku.encode(), cart_add(sku, now - 180_000 + i * 3_000))
+        for i in range(60)
+    ]
     produce(kafka_bootstrap, history)
     produce(kafka_bootstrap, [(topics.cart_adds, b"X", raw) for raw in invalid])
     # keyed by something else than the SKU: re-keyed to the SKU's partition and counted there
