@@ -887,7 +887,11 @@ class Engine:
             expected = series.level * factor
             forecast = series.recent * factor
             if start >= self._first_full_window:
-                weight = self.config.surge_weight if live.surging else 1.0
+                outlier = (
+                    cell.units
+                    > expected + 4.0 * math.sqrt(max(expected, 1.0) * series.dispersion()) + 2.0
+                )
+                weight = self.config.surge_weight if live.surging or outlier else 1.0
                 series.observe(
                     cell.units / factor, alpha=self._alpha, weight=weight, fast=self._fast
                 )

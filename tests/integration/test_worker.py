@@ -72,9 +72,9 @@ def test_worker_publishes_a_cart_surge_trigger_and_dead_letters_and_stops_cleanl
         b'{"ts": 5, "sku": "X"}': "ts_out_of_range",
         orjson.dumps({"ts": now, "sku": "X", "qty": "many"}): "bad_type:qty",
     }
-    # 60 shoppers over the last three minutes: a burst in one instant would not fire
+    # 60 shoppers over the last one and a half windows: a burst in one instant would not fire
     surge = [
-        (topics.cart_adds, sku.encode(), cart_add(sku, now - 180_000 + i * 3_000))
+        (topics.cart_adds, sku.encode(), cart_add(sku, now - WINDOW_MS * 3 // 2 + i * 250))
         for i in range(60)
     ]
     produce(kafka_bootstrap, history)
