@@ -17,7 +17,16 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from bench import decode, latency, memory, recovery, scale, throughput, window_close
+from bench import (
+    decode,
+    latency,
+    memory,
+    recovery,
+    replay_scale,
+    scale,
+    throughput,
+    window_close,
+)
 from bench.common import RESULTS_DIR, Bench, emit, open_bench, say
 
 DEFAULT_EVENTS = 1_000_000
@@ -38,6 +47,7 @@ BENCHMARKS: dict[str, tuple[Runner, bool]] = {
     "scale": (lambda b, a: scale.run(_need(b), a.events), True),
     "decode": (lambda b, a: decode.run(a.events), False),
     "window_close": (lambda b, a: window_close.run(), False),
+    "replay_scale": (lambda b, a: replay_scale.run(*_replay_scale_options(a)), False),
 }
 
 # Headline keys of latest.json and the benchmark that measures each.
@@ -58,6 +68,7 @@ HEADLINES: dict[str, str] = {
     "rss_100k_skus_mib": "memory",
     "recovery_s": "recovery",
     "scale_2_workers": "scale",
+    "replay_scale": "replay_scale",
 }
 
 
@@ -65,6 +76,14 @@ def _need(bench: Bench | None) -> Bench:
     if bench is None:
         raise RuntimeError("this benchmark needs a broker")
     return bench
+
+
+def _replay_scale_options(args: argparse.Namespace) -> tuple[int, list[int], float]:
+    """replay_scale's events, sizes and time limit (``--quick`` unless given explicitly)."""
+    events_given = any(arg.startswith("--events") for arg in args.argv)
+    return replay_scale.resolve(
+        args.events if events_given else None, args.sizes, args.time_limit, args.quick
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -100,6 +119,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=lambda text: [int(r) for r in text.split(",")],
         default=[10_000, 100_000],
         help="memory: active SKU counts",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=replay_scale.sizes_arg,
+        default=None,
+        help="replay_scale: catalogue sizes (default 1000,100000,1000000)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="replay_scale: smoke run (100,000 events, 1000 and 100000 SKUs, 60 s limit)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="replay_scale: seconds per catalogue size and step (default 120)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (logs)")
     args = parser.parse_args(argv)
