@@ -779,7 +779,7 @@ class Engine:
             if region not in state.regions:
                 state.regions.append(region)
                 if len(state.regions) == 2:
-                    self._split_regions(state)
+                    self._split_regions(state, sku)
             series = state.series[(region, index)] = self._new_series(start)
         cell, new = series.cell(start)
         if new:
@@ -807,7 +807,7 @@ class Engine:
             series.n = min(watched, max(math.ceil(1.0 / self._fast) - 1, 0))
         return series
 
-    def _split_regions(self, state: SkuState) -> None:
+    def _split_regions(self, state: SkuState, sku: str) -> None:
         """A second region: the first region's series become the all-regions ones too."""
         first = state.regions[0]
         for (region, index), series in list(state.series.items()):
@@ -816,6 +816,7 @@ class Engine:
             whole = state.series[(ALL_REGIONS, index)] = series.copy()
             if series.live is not None:
                 whole.live = pickle.loads(pickle.dumps(series.live))
+                self._reschedule(whole, (sku, ALL_REGIONS, index))
 
     def _open(self, series: Series, start: int, ref: _SeriesRef, result: StepResult) -> None:
         """A new open cell: fold the idle stretch before it, schedule its close."""
@@ -878,11 +879,23 @@ class Engine:
             return
         sku, region, index = ref
         length = self.config.window_ms
-        for start in sorted(s for s in live.cells if s < frontier):
-            cell = live.cells.pop(start)
-            self._skip_to(
-                series, start, sku=sku, region=region, index=index, category=category, result=result
-            )
+        cells = live.cells
+        if len(cells) == 1:
+            due = [start for start in cells if start < frontier]
+        else:
+            due = sorted(start for start in cells if start < frontier)
+        for start in due:
+            cell = cells.pop(start)
+            if series.upto < start:
+                self._skip_to(
+                    series,
+                    start,
+                    sku=sku,
+                    region=region,
+                    index=index,
+                    category=category,
+                    result=result,
+                )
             factor = self._season.factor(category, index, start, now_ms=self._clock)
             expected = series.level * factor
             forecast = series.recent * factor
@@ -920,9 +933,12 @@ class Engine:
                 )
             if sku is not None:
                 result.touched_skus.add(sku)
-            self._schedule(start + length, ref)  # drop the live span after the next window
-        if not live.cells and live.closed_start + length < frontier:
+        if live.cells:
+            return  # a later open cell is scheduled: it will look at this series again
+        if live.closed_start + length < frontier:
             series.live = None
+        else:  # keep the last closed window for the next window's live span, then drop it
+            self._schedule(live.closed_start + length, ref)
 
     def _skip_to(
         self,

@@ -29,6 +29,8 @@ _DAY_PRIOR_MS = DAY_MS
 MIN_EVENTS = 50
 #: A category's factors weigh ``n / (n + CATEGORY_POOL)`` against the shop's.
 CATEGORY_POOL = 500.0
+#: Shapes are recomputed when the event clock enters a new period of this length.
+_REFRESH_MS = 6 * HOUR_MS
 #: Seasonal factors are clipped to this range (a closed night is not a zero forecast).
 FLOOR, CEILING = 0.2, 5.0
 
@@ -97,28 +99,47 @@ class Profile:
         self.days[(ts_ms // DAY_MS + _EPOCH_WEEKDAY) % 7] += weight
         self.total += weight
 
-    def factors(self, now_ms: int) -> tuple[list[float], list[float]]:
+    def factors(
+        self, now_ms: int, exposure: Exposure | None = None
+    ) -> tuple[list[float], list[float]]:
         """Hour-of-day and day-of-week factors (each averaging 1) as of ``now_ms``."""
         span = now_ms - self.since
         if self.total < MIN_EVENTS or span < DAY_MS:
             return [1.0] * 24, [1.0] * 7
+        if exposure is None:
+            exposure = Exposure(self.since, now_ms)
         mean_rate = self.total / span
-        hour_exp = _exposure(self.since, now_ms, period=DAY_MS, bin_ms=HOUR_MS, bins=24, offset=0)
+        hour_prior = mean_rate * _HOUR_PRIOR_MS
         hours = [
-            (count + mean_rate * _HOUR_PRIOR_MS) / (exposure + _HOUR_PRIOR_MS) / mean_rate
-            for count, exposure in zip(self.hours, hour_exp, strict=True)
+            (count + hour_prior) / (spent + _HOUR_PRIOR_MS) / mean_rate
+            for count, spent in zip(self.hours, exposure.hours, strict=True)
         ]
         if span >= 2 * DAY_MS:
-            day_exp = _exposure(
-                self.since, now_ms, period=WEEK_MS, bin_ms=DAY_MS, bins=7, offset=_EPOCH_WEEKDAY
-            )
+            day_prior = mean_rate * _DAY_PRIOR_MS
             days = [
-                (count + mean_rate * _DAY_PRIOR_MS) / (exposure + _DAY_PRIOR_MS) / mean_rate
-                for count, exposure in zip(self.days, day_exp, strict=True)
+                (count + day_prior) / (spent + _DAY_PRIOR_MS) / mean_rate
+                for count, spent in zip(self.days, exposure.days, strict=True)
             ]
         else:
             days = [1.0] * 7
         return _normalised(hours), _normalised(days)
+
+
+class Exposure:
+    """Milliseconds each hour of day and each day of week was observed in ``[since, now)``.
+
+    >>> e = Exposure(0, DAY_MS + HOUR_MS)  # a day and an hour from Thursday 00:00
+    >>> e.hours[0] // HOUR_MS, e.hours[1] // HOUR_MS, e.days[3] // HOUR_MS
+    (2, 1, 24)
+    """
+
+    __slots__ = ("days", "hours")
+
+    def __init__(self, since: int, now: int) -> None:
+        self.hours = _exposure(since, now, period=DAY_MS, bin_ms=HOUR_MS, bins=24, offset=0)
+        self.days = _exposure(
+            since, now, period=WEEK_MS, bin_ms=DAY_MS, bins=7, offset=_EPOCH_WEEKDAY
+        )
 
 
 def _normalised(factors: list[float]) -> list[float]:
@@ -131,19 +152,25 @@ def _normalised(factors: list[float]) -> list[float]:
 class Seasonality:
     """Pooled seasonal factors of windows, per (category, signal): the shop's shape first.
 
+    Shapes are recomputed at most once per six hours of the event clock; the factor of a
+    window is a dictionary look-up after its first use in that period.
+
     >>> s = Seasonality(window_ms=HOUR_MS)
     >>> s.factor(None, 0, 5 * HOUR_MS, now_ms=0)  # nothing learned: flat
     1.0
     """
 
-    __slots__ = ("_cache", "_global", "_profiles", "window_ms")
+    __slots__ = ("_exposures", "_factors", "_global", "_profiles", "_shapes", "_stamp", "window_ms")
 
     def __init__(self, window_ms: int) -> None:
         self.window_ms = window_ms
         self._profiles: dict[tuple[str, int], Profile] = {}
         self._global: dict[int, Profile] = {}
-        # (category, signal) -> (clock hour it was computed at, hour factors, day factors)
-        self._cache: dict[tuple[str | None, int], tuple[int, list[float], list[float]]] = {}
+        # Caches for the current clock hour (cleared when it moves on).
+        self._stamp = -1
+        self._exposures: dict[int, Exposure] = {}
+        self._shapes: dict[tuple[str | None, int], tuple[list[float], list[float]]] = {}
+        self._factors: dict[tuple[str | None, int, int], float] = {}
 
     def add(self, category: str | None, signal: int, ts_ms: int, weight: float = 1.0) -> None:
         """Count one event (O(1))."""
@@ -157,30 +184,51 @@ class Seasonality:
                 own = self._profiles[(category, signal)] = Profile(since=shop.since)
             own.add(ts_ms, weight)
 
+    def _exposure(self, since: int, now_ms: int) -> Exposure:
+        exposure = self._exposures.get(since)
+        if exposure is None:
+            exposure = self._exposures[since] = Exposure(since, now_ms)
+        return exposure
+
     def _shape(
         self, category: str | None, signal: int, now_ms: int
     ) -> tuple[list[float], list[float]]:
         key = (category, signal)
-        stamp = now_ms // HOUR_MS
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] == stamp:
-            return cached[1], cached[2]
+        cached = self._shapes.get(key)
+        if cached is not None:
+            return cached
         shop = self._global.get(signal)
         if shop is None:
             hours, days = [1.0] * 24, [1.0] * 7
         else:
-            hours, days = shop.factors(now_ms)
+            exposure = self._exposure(shop.since, now_ms)
+            hours, days = shop.factors(now_ms, exposure)
             own = None if category is None else self._profiles.get((category, signal))
             if own is not None and own.total >= MIN_EVENTS:
-                own_hours, own_days = own.factors(now_ms)
+                own_hours, own_days = own.factors(now_ms, self._exposure(own.since, now_ms))
                 w = own.total / (own.total + CATEGORY_POOL)
                 hours = [w * a + (1 - w) * b for a, b in zip(own_hours, hours, strict=True)]
                 days = [w * a + (1 - w) * b for a, b in zip(own_days, days, strict=True)]
-        self._cache[key] = (stamp, hours, days)
+        self._shapes[key] = (hours, days)
         return hours, days
 
     def factor(self, category: str | None, signal: int, window_start: int, *, now_ms: int) -> float:
         """Seasonal factor of the window starting at ``window_start`` (mean 1 over a week)."""
+        stamp = now_ms // _REFRESH_MS
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self._exposures.clear()
+            self._shapes.clear()
+            self._factors.clear()
+        key = (category, signal, window_start)
+        value = self._factors.get(key)
+        if value is None:
+            value = self._factors[key] = self._window_factor(category, signal, window_start, now_ms)
+        return value
+
+    def _window_factor(
+        self, category: str | None, signal: int, window_start: int, now_ms: int
+    ) -> float:
         length = self.window_ms
         if length >= WEEK_MS:
             return 1.0
@@ -206,4 +254,4 @@ class Seasonality:
         if isinstance(profiles, dict) and isinstance(shop, dict):
             self._profiles = profiles
             self._global = shop
-            self._cache.clear()
+            self._stamp = -1

@@ -63,7 +63,7 @@ def test_worker_publishes_a_cart_surge_trigger_and_dead_letters_and_stops_cleanl
     current = window_start(now)
     history = [
         (topics.cart_adds, sku.encode(), cart_add(sku, current - k * WINDOW_MS + i * 100))
-        for k in range(8, 0, -1)
+        for k in range(12, 0, -1)  # 60 s of grace: the oldest 5 windows are closed history
         for i in range(5)
     ]
     invalid = {
@@ -72,9 +72,10 @@ def test_worker_publishes_a_cart_surge_trigger_and_dead_letters_and_stops_cleanl
         b'{"ts": 5, "sku": "X"}': "ts_out_of_range",
         orjson.dumps({"ts": now, "sku": "X", "qty": "many"}): "bad_type:qty",
     }
-    # 60 shoppers over the last one and a half windows: a burst in one instant would not fire
+    # 60 shoppers spread over the current window so far (the live span reaches back over the
+    # previous window's history, so it covers more than an instant)
     surge = [
-        (topics.cart_adds, sku.encode(), cart_add(sku, now - WINDOW_MS * 3 // 2 + i * 250))
+        (topics.cart_adds, sku.encode(), cart_add(sku, current + (now - current) * i // 60))
         for i in range(60)
     ]
     produce(kafka_bootstrap, history)
