@@ -38,7 +38,7 @@ from app.core.live_check import Assessment, SpanVolume, assess, category_factor
 from app.core.policy import OrderTerms, Policy, Supplier, Thresholds
 from app.core.routing import ALL_REGIONS, route, route_label
 from app.core.seasonal import Seasonality
-from app.core.series import Series, level_alpha
+from app.core.series import Live, Series, level_alpha
 from app.core.sizing import order_quantity, stockout_need, surge_excess_units
 from app.core.triggers import (
     FIRST_TIER_REASONS,
@@ -1054,11 +1054,14 @@ class Engine:
         if state.ledger is not None and state.ledger.in_cooldown(reason.value, clock):
             return
         rules = self.policy.thresholds(sku, state.category, signal)
-        start = clock - clock % cfg.window_ms
-        elapsed = min(max((clock - start) / cfg.window_ms, cfg.min_elapsed_fraction), 1.0)
+        length = cfg.window_ms
+        start = clock - clock % length
         whole = state.whole(index)
-        if whole is None:
+        if whole is None or whole.live is None or whole.n < cfg.min_history_windows:
             return
+        if _span_units(whole.live, start, length) < rules.min_volume:
+            return  # the long tail: too little volume to matter, whatever the baseline
+        elapsed = min(max((clock - start) / length, cfg.min_elapsed_fraction), 1.0)
         whole_span = self._span(whole, state.category, index, start, elapsed)
         lift = 1.0
         if state.category is not None:
@@ -1308,6 +1311,20 @@ class Engine:
             lead_time_ms=lead_time_ms,
         )
         ledger.expire(at_ms)
+
+
+def _span_units(live: Live, start: int, length: int) -> float:
+    """Units of the live span (previous window + current one) without any arithmetic."""
+    units = 0.0
+    cell = live.cells.get(start)
+    if cell is not None:
+        units = cell.units
+    previous = live.cells.get(start - length)
+    if previous is not None:
+        units += previous.units
+    elif live.closed_start == start - length:
+        units += live.closed_units
+    return units
 
 
 def _relative_error(series: Series, cfg: EngineConfig) -> float:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from app.events import ForecastRecord, OrderEvent, OrderStatus, ShopEvent, Signal, Trigger
 from app.events.codec import encode_trigger
 from app.replay.readers import LogFormat, LogReader, ReadStats
+from app.runtime import tune_gc
 
 NO_CATEGORY = "(none)"
 DEFAULT_BATCH = 1_000
@@ -152,6 +153,7 @@ def run_replay(
     ``first_tier``, when given, runs after every engine call with its result (the
     calendar's timers on the event clock) and returns the first-tier orders now due.
     """
+    tune_gc()
     outcome = ReplayOutcome(window_ms=window_ms, grace_ms=grace_ms)
     total_bytes = sum(path.stat().st_size for path in paths)
     span_ms = max(1, window_ms // checks_per_window)
