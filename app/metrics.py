@@ -116,6 +116,11 @@ SNAPSHOT_SIGNATURE_FAILURES = Counter(
     "Stored snapshots rejected because their HMAC did not verify (the SKU restarts cold).",
     registry=REGISTRY,
 )
+SNAPSHOT_FORMAT_REJECTIONS = Counter(
+    "surge_snapshot_format_rejections_total",
+    "Signed snapshots of an older format that no longer load (that state restarts cold).",
+    registry=REGISTRY,
+)
 STATE_RESTORES = Counter(
     "surge_state_restores_total",
     "SKU snapshots restored from the state table after an assignment or restart.",

@@ -38,7 +38,7 @@ from app.core.live_check import Assessment, SpanVolume, assess, category_factor
 from app.core.policy import OrderTerms, Policy, Supplier, Thresholds
 from app.core.routing import ALL_REGIONS, route, route_label
 from app.core.seasonal import Seasonality
-from app.core.series import Live, Series, level_alpha
+from app.core.series import Closed, Live, Series, level_alpha
 from app.core.sizing import order_quantity, stockout_need, surge_excess_units
 from app.core.triggers import (
     FIRST_TIER_REASONS,
@@ -138,6 +138,9 @@ class EngineConfig:
     #: The live span's volume must have come in over at least this much event time (a
     #: burst in one instant does not fire, however many rows it has); at most a window.
     persistence_ms: int = 120_000
+    #: The longest live span (event time back from now): spans of 2, 4 and this many
+    #: windows are tested (2 at least; at most 24 windows).
+    live_span_ms: int = HOUR_MS
     #: A whole category running ahead lifts a SKU's expectation by up to this factor.
     category_factor_cap: float = 3.0
     #: ... once the rest of the category expects at least this much over the live span.
@@ -180,6 +183,15 @@ class EngineConfig:
         (0.00347, 0.1)
         """
         return level_alpha(self.window_ms, self.level_time_constant_ms, self.level_alpha_max)
+
+    def span_lengths(self) -> tuple[int, ...]:
+        """Live spans tested, in windows (the current one included), shortest first.
+
+        >>> EngineConfig().span_lengths(), EngineConfig(window_ms=HOUR_MS).span_lengths()
+        ((2, 4, 12), (2,))
+        """
+        longest = min(max(2, -(-self.live_span_ms // self.window_ms)), 24)
+        return tuple(sorted({n for n in (2, 4, longest) if n <= longest}))
 
     def forecast_alpha(self) -> float:
         """Weight of one window in a series' published forecast.
@@ -304,6 +316,7 @@ class Engine:
         self.config = config if config is not None else EngineConfig()
         self._alpha = self.config.alpha()
         self._fast = self.config.forecast_alpha()
+        self._span_lengths = self.config.span_lengths()
         self._skus: dict[str, SkuState] = {}
         self._clock = _NO_CLOCK
         self._frontier = _NO_CLOCK
@@ -703,7 +716,10 @@ class Engine:
         Its open windows are scheduled again; windows the shared clock has already
         passed close with the next call, their forecast records with its result.
         """
-        version, name, state = pickle.loads(blob)  # callers verify an HMAC first
+        try:
+            version, name, state = pickle.loads(blob)  # callers verify an HMAC first
+        except Exception as error:  # an older format's classes no longer load
+            raise ValueError(f"not a snapshot of SKU {sku!r}: {error!r}") from error
         if version != _SNAPSHOT_VERSION or name != sku or not isinstance(state, SkuState):
             raise ValueError(f"not a snapshot of SKU {sku!r}")
         self._skus[sku] = state
@@ -724,7 +740,10 @@ class Engine:
 
     def restore_shared(self, blob: bytes) -> None:
         """Load :meth:`snapshot_shared` bytes (verified bytes only)."""
-        version, shared = pickle.loads(blob)  # callers verify an HMAC first
+        try:
+            version, shared = pickle.loads(blob)  # callers verify an HMAC first
+        except Exception as error:  # an older format's classes no longer load
+            raise ValueError(f"not a shared-state snapshot: {error!r}") from error
         if version != _SNAPSHOT_VERSION or not isinstance(shared, dict):
             raise ValueError("not a shared-state snapshot")
         self._clock = max(self._clock, int(shared["clock"]))
@@ -843,7 +862,7 @@ class Engine:
         for start in live.cells:
             self._schedule(start, ref)
         if live.closed_start >= 0:
-            self._schedule(live.closed_start + self.config.window_ms, ref)
+            self._schedule(live.closed_start + self._span_lengths[-1] * self.config.window_ms, ref)
 
     def _series_of(self, ref: _SeriesRef) -> tuple[Series | None, str | None]:
         sku, region, index = ref
@@ -910,11 +929,18 @@ class Engine:
                 )
                 result.model_updates += 1
             series.upto = start + length
-            live.closed_start = start
-            live.closed_effective = cell.effective()
-            live.closed_units = cell.units
-            live.closed_expected = expected
-            live.closed_first_ts, live.closed_last_ts = cell.first_ts, cell.last_ts
+            live.remember(
+                start,
+                Closed(
+                    cell.effective(),
+                    cell.units,
+                    expected,
+                    cell.first_ts,
+                    cell.last_ts,
+                    cell.distinct(),
+                ),
+                keep_from=start - (self._span_lengths[-1] - 1) * length,
+            )
             live.surging = False
             result.windows_closed += 1
             if sku is not None and region != ALL_REGIONS:
@@ -935,10 +961,11 @@ class Engine:
                 result.touched_skus.add(sku)
         if live.cells:
             return  # a later open cell is scheduled: it will look at this series again
-        if live.closed_start + length < frontier:
+        keep = self._span_lengths[-1] * length
+        if live.closed_start + keep < frontier:
             series.live = None
-        else:  # keep the last closed window for the next window's live span, then drop it
-            self._schedule(live.closed_start + length, ref)
+        else:  # keep the closed windows for the live spans that reach them, then drop them
+            self._schedule(live.closed_start + keep, ref)
 
     def _skip_to(
         self,
@@ -1004,46 +1031,69 @@ class Engine:
     # ------------------------------------------------------------------ live check
 
     def _span(
-        self, series: Series, category: str | None, index: int, start: int, elapsed: float
+        self,
+        series: Series,
+        category: str | None,
+        index: int,
+        *,
+        start: int,
+        elapsed: float,
+        windows: int,
     ) -> SpanVolume:
-        """Volume and expectation of the live span: the previous window and the current part."""
+        """Volume and expectation of a live span: ``windows - 1`` whole windows before the
+        current one, and the elapsed part of the current one."""
         live = series.live
         length = self.config.window_ms
         level = series.level
-        factor = self._season.factor(category, index, start, now_ms=self._clock)
+        season, clock = self._season, self._clock
+        factor = season.factor(category, index, start, now_ms=clock)
         expected = level * factor * elapsed
         effective = units = 0.0
         shoppers = 0
-        span = elapsed
         first, last = 2**62, -(2**62)
         if live is not None:
-            cell = live.cells.get(start)
+            cells, closed = live.cells, live.closed
+            cell = cells.get(start)
             if cell is not None:
                 effective, units, shoppers = cell.effective(), cell.units, cell.distinct()
                 first, last = cell.first_ts, cell.last_ts
-            previous = live.cells.get(start - length)
-            if previous is not None:
-                prior = self._season.factor(category, index, start - length, now_ms=self._clock)
-                expected += level * prior
-                effective += previous.effective()
-                units += previous.units
-                shoppers += previous.distinct()
-                span += 1.0
-                first, last = min(first, previous.first_ts), max(last, previous.last_ts)
-            elif live.closed_start == start - length:
-                expected += live.closed_expected
-                effective += live.closed_effective
-                units += live.closed_units
-                span += 1.0
-                first = min(first, live.closed_first_ts)
-                last = max(last, live.closed_last_ts)
+            for back in range(1, windows):
+                at = start - back * length
+                cell = cells.get(at)
+                if cell is not None:
+                    expected += level * season.factor(category, index, at, now_ms=clock)
+                    effective += cell.effective()
+                    units += cell.units
+                    shoppers += cell.distinct()
+                    first, last = min(first, cell.first_ts), max(last, cell.last_ts)
+                    continue
+                window = closed.get(at)
+                if window is not None:
+                    expected += window.expected
+                    effective += window.effective
+                    units += window.units
+                    shoppers += window.shoppers
+                    first, last = min(first, window.first_ts), max(last, window.last_ts)
+                else:  # nothing sold in that window: only its expectation counts
+                    expected += level * season.factor(category, index, at, now_ms=clock)
+        else:
+            for back in range(1, windows):
+                at = start - back * length
+                expected += level * season.factor(category, index, at, now_ms=clock)
         covered = max(last - first, 0)
-        return SpanVolume(effective, units, expected, span, shoppers, level * factor, covered)
+        return SpanVolume(
+            effective, units, expected, windows - 1 + elapsed, shoppers, level * factor, covered
+        )
 
     def _live_check(
         self, sku: str, index: int, last_ts: int, decided_at: int, result: StepResult
     ) -> None:
-        """Check one (SKU, signal) the batch touched; decide a surge if the evidence holds."""
+        """Check one (SKU, signal) the batch touched; decide a surge if the evidence holds.
+
+        Spans of a few lengths are tested, shortest first (a sharp surge fires on the
+        shortest, a slow-building one on a longer span with more evidence); the evidence
+        bar is split between them.
+        """
         state = self._skus.get(sku)
         if state is None:
             return
@@ -1059,49 +1109,63 @@ class Engine:
         whole = state.whole(index)
         if whole is None or whole.live is None or whole.n < cfg.min_history_windows:
             return
-        if _span_units(whole.live, start, length) < rules.min_volume:
+        spans = self._span_lengths
+        if _span_units(whole.live, start, length, spans[-1]) < rules.min_volume:
             return  # the long tail: too little volume to matter, whatever the baseline
         elapsed = min(max((clock - start) / length, cfg.min_elapsed_fraction), 1.0)
-        whole_span = self._span(whole, state.category, index, start, elapsed)
-        lift = 1.0
-        if state.category is not None:
-            total = self._categories.get((state.category, index))
+        evidence = rules.evidence / len(spans)
+        several = len(state.regions) > 1
+        total = None if state.category is None else self._categories.get((state.category, index))
+        for windows in spans:
+            whole_span = self._span(
+                whole, state.category, index, start=start, elapsed=elapsed, windows=windows
+            )
+            if whole_span.effective < rules.min_volume:
+                continue
+            lift = 1.0
             if total is not None:
                 lift = category_factor(
-                    self._span(total, state.category, index, start, elapsed),
+                    self._span(
+                        total, state.category, index, start=start, elapsed=elapsed, windows=windows
+                    ),
                     whole_span,
                     cap=cfg.category_factor_cap,
                     min_expected=cfg.category_min_expected,
                 )
-        spans: dict[str, SpanVolume] = {}
-        found: dict[str, Assessment] = {}
-        several = len(state.regions) > 1
-        for region in state.regions:
-            series = state.series.get((region, index))
-            if series is None:
-                continue
-            span = (
-                whole_span
-                if not several
-                else self._span(series, state.category, index, start, elapsed)
-            )
-            spans[region] = span
-            seen = self._assess(series, region, span, lift, rules)
-            if seen is not None:
-                found[region] = seen
-        if several:
-            seen = self._assess(whole, ALL_REGIONS, whole_span, lift, rules)
-            if seen is not None:
-                found[ALL_REGIONS] = seen
-        if not found:
+            by_region: dict[str, SpanVolume] = {}
+            found: dict[str, Assessment] = {}
+            for region in state.regions:
+                series = state.series.get((region, index))
+                if series is None:
+                    continue
+                span = (
+                    self._span(
+                        series, state.category, index, start=start, elapsed=elapsed, windows=windows
+                    )
+                    if several
+                    else whole_span
+                )
+                by_region[region] = span
+                seen = self._assess(series, region, span, lift=lift, rules=rules, evidence=evidence)
+                if seen is not None:
+                    found[region] = seen
+            if several:
+                seen = self._assess(
+                    whole, ALL_REGIONS, whole_span, lift=lift, rules=rules, evidence=evidence
+                )
+                if seen is not None:
+                    found[ALL_REGIONS] = seen
+            if found:
+                break
+        else:
             return
         for region in found:
             series = whole if region == ALL_REGIONS else state.series[(region, index)]
             if series.live is not None:
                 series.live.surging = True
-        if whole_span.covered_ms < min(cfg.persistence_ms, cfg.window_ms):
+        if whole_span.covered_ms < min(cfg.persistence_ms, length):
             return  # one instant's burst: wait until the volume has kept coming
-        excess = {region: span.units - span.expected * lift for region, span in spans.items()}
+        excess = {region: span.units - span.expected * lift for region, span in by_region.items()}
         region, warehouse = route(excess, self.policy)
         chosen = (
             found.get(region)
@@ -1123,7 +1187,14 @@ class Engine:
         )
 
     def _assess(
-        self, series: Series, region: str, span: SpanVolume, lift: float, rules: Thresholds
+        self,
+        series: Series,
+        region: str,
+        span: SpanVolume,
+        *,
+        lift: float,
+        rules: Thresholds,
+        evidence: float,
     ) -> Assessment | None:
         cfg = self.config
         if series.n < cfg.min_history_windows:
@@ -1135,6 +1206,7 @@ class Engine:
             dispersion=series.dispersion(),
             relative_error=_relative_error(series, cfg),
             rules=rules,
+            evidence=evidence,
             model=self._model_name(series),
         )
 
@@ -1313,17 +1385,19 @@ class Engine:
         ledger.expire(at_ms)
 
 
-def _span_units(live: Live, start: int, length: int) -> float:
-    """Units of the live span (previous window + current one) without any arithmetic."""
+def _span_units(live: Live, start: int, length: int, windows: int) -> float:
+    """Units of a live span (``windows`` windows up to the current one), no arithmetic."""
+    cells, closed = live.cells, live.closed
     units = 0.0
-    cell = live.cells.get(start)
-    if cell is not None:
-        units = cell.units
-    previous = live.cells.get(start - length)
-    if previous is not None:
-        units += previous.units
-    elif live.closed_start == start - length:
-        units += live.closed_units
+    for back in range(windows):
+        at = start - back * length
+        cell = cells.get(at)
+        if cell is not None:
+            units += cell.units
+            continue
+        window = closed.get(at)
+        if window is not None:
+            units += window.units
     return units
 
 

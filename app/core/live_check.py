@@ -86,8 +86,11 @@ def assess(
     relative_error: float,
     rules: Thresholds,
     model: str,
+    evidence: float | None = None,
 ) -> Assessment | None:
     """The span's assessment if it clears ``min_volume``, the margin and the evidence.
+
+    ``evidence`` overrides the policy's bar (it is split between the spans tested).
 
     >>> from app.core.policy import Thresholds
     >>> rules = Thresholds(margin=0.3, min_volume=10, evidence=2e-6, units_per_event=1)
@@ -110,7 +113,8 @@ def assess(
     if observed < (1.0 + rules.margin) * expected:
         return None
     extra = (dispersion - 1.0) * expected + (relative_error * expected) ** 2
-    if upper_tail(observed, expected, extra) >= rules.evidence:
+    bar = rules.evidence if evidence is None else evidence
+    if upper_tail(observed, expected, extra) >= bar:
         return None
     return Assessment(
         region, observed, expected, span.per_window * lift, span.span, span.shoppers, model

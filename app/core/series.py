@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 #: Distinct shoppers tracked per window exactly; beyond that every event counts as new.
 MAX_TRACKED_SHOPPERS = 64
@@ -111,20 +112,41 @@ class Cell:
         return self.units * min(1.0, self.distinct() / self.events)
 
 
+class Closed(NamedTuple):
+    """A closed window kept for the live span: volumes, expectation, first and last event."""
+
+    effective: float
+    units: float
+    expected: float
+    first_ts: int
+    last_ts: int
+    shoppers: int
+
+
 @dataclass(slots=True)
 class Live:
-    """An active series' open windows and its last closed window (for the live span)."""
+    """An active series' open windows and its last closed windows (for the live spans).
+
+    ``closed`` holds windows that had events, by start, at most the longest live span
+    back; empty windows are not stored (their volume is 0 and their expectation is
+    computed). The object is dropped once the longest span has passed its last event.
+    """
 
     cells: dict[int, Cell] = field(default_factory=dict)
-    #: The last closed window: start, effective volume, expected volume (-1: none).
+    closed: dict[int, Closed] = field(default_factory=dict)
+    #: Start of the newest closed window (-1: none yet).
     closed_start: int = -1
-    closed_effective: float = 0.0
-    closed_units: float = 0.0
-    closed_expected: float = 0.0
-    closed_first_ts: int = 2**62
-    closed_last_ts: int = -(2**62)
     #: The live check found this series surging (its windows then teach the level less).
     surging: bool = False
+
+    def remember(self, start: int, window: Closed, keep_from: int) -> None:
+        """Keep a closed window; forget those before ``keep_from``."""
+        closed = self.closed
+        closed[start] = window
+        self.closed_start = max(self.closed_start, start)
+        if len(closed) > 1:
+            for old in [s for s in closed if s < keep_from]:
+                del closed[old]
 
 
 class Series:

@@ -321,13 +321,23 @@ class BatchProcessor:
             if state.partition not in partitions:
                 continue
             if key.startswith(SHARED_KEY_PREFIX):
-                self.engine_for(state.partition).restore_shared(state.snapshot)
+                try:
+                    self.engine_for(state.partition).restore_shared(state.snapshot)
+                except ValueError:  # signed by us, an older format: the partition starts cold
+                    metrics.SNAPSHOT_FORMAT_REJECTIONS.inc()
+                    logger.warning(
+                        "could not load the shared state of partition %d", state.partition
+                    )
             elif key.startswith(PLANNER_KEY_PREFIX):
                 self._restore_planner(state)
             else:
                 skus.append(state)
         for state in skus:  # after the shared state: restore closes what its clock passed
-            self.engine_for(state.partition).restore(state.key, state.snapshot)
+            try:
+                self.engine_for(state.partition).restore(state.key, state.snapshot)
+            except ValueError:  # signed by us, an older format: this SKU starts cold
+                metrics.SNAPSHOT_FORMAT_REJECTIONS.inc()
+                continue
             self._applied[state.key] = dict(state.applied)
             self._partition_of[state.key] = state.partition
             restored += 1

@@ -14,7 +14,7 @@ from app.events import Signal
 from app.metrics import REGISTRY
 from app.streaming.processor import BatchProcessor, home_partition
 from app.streaming.records import RecordBatch
-from app.streaming.state import shared_key, verify_state
+from app.streaming.state import StoredState, shared_key, sign_state, verify_state
 
 from .conftest import FakeClock
 
@@ -153,6 +153,30 @@ def test_a_snapshot_with_a_bad_signature_is_rejected_and_the_sku_starts_cold(
     assert restarted.reset(table.items(), {0}) == 1
 
     assert metric("surge_snapshot_signature_failures_total") == failures_before + 1
+    assert restarted.engine_for(0).count("A", Signal.CART_ADD) == 0  # type: ignore[attr-defined]
+    assert restarted.engine_for(0).count("B", Signal.CART_ADD) == 4  # type: ignore[attr-defined]
+
+
+def test_a_signed_snapshot_of_an_older_format_starts_that_sku_cold_without_a_crash(
+    make_processor: MakeProcessor,
+) -> None:
+    first = make_processor()
+    table = dict(
+        first.handle(
+            batch_of(CART, 0, cart_adds("A", 4) + cart_adds("B", 4, first_offset=4))
+        ).state_writes
+    )
+    secret = first._secret  # the processor's own key: the value is ours, only old
+    old = verify_state("A", table["A"], secret)
+    table["A"] = sign_state(
+        StoredState("A", old.partition, b"not a pickle of this version", old.applied), secret
+    )
+    rejected_before = metric("surge_snapshot_format_rejections_total")
+
+    restarted = make_processor()
+    assert restarted.reset(table.items(), {0}) == 1
+
+    assert metric("surge_snapshot_format_rejections_total") == rejected_before + 1
     assert restarted.engine_for(0).count("A", Signal.CART_ADD) == 0  # type: ignore[attr-defined]
     assert restarted.engine_for(0).count("B", Signal.CART_ADD) == 4  # type: ignore[attr-defined]
 
