@@ -83,6 +83,8 @@ SIGNALS: tuple[Signal, Signal, Signal] = (Signal.SEARCH, Signal.CART_ADD, Signal
 _SEARCH, _CART, _ORDER = 0, 1, 2
 _SIGNAL_INDEX = {Signal.SEARCH: _SEARCH, Signal.CART_ADD: _CART, Signal.ORDER: _ORDER}
 _NO_CLOCK = -(2**62)
+#: Key of the whole shop's totals beside the categories' (not a category name: has a NUL).
+SHOP = "\x00shop"
 _SNAPSHOT_VERSION = 2
 
 # (sku or None for a category series, region or category, signal index)
@@ -411,13 +413,15 @@ class Engine:
             )
             category = state.category
             season.add(category, index, ts)
-            if category is not None:
-                total = categories.get((category, index))
+            for group in (SHOP, category):  # the shop's and the category's totals
+                if group is None:
+                    continue
+                total = categories.get((group, index))
                 if total is None:
-                    total = categories[(category, index)] = Series(upto=start)
+                    total = categories[(group, index)] = Series(upto=start)
                 cell, new = total.cell(start)
                 if new:
-                    self._open(total, start, (None, category, index), result)
+                    self._open(total, start, (None, group, index), result)
                 cell.units += qty
                 cell.events += 1
             key = (sku, index)
@@ -1115,7 +1119,11 @@ class Engine:
         elapsed = min(max((clock - start) / length, cfg.min_elapsed_fraction), 1.0)
         evidence = rules.evidence / len(spans)
         several = len(state.regions) > 1
-        total = None if state.category is None else self._categories.get((state.category, index))
+        groups = [
+            (name, total)
+            for name in (SHOP, state.category)
+            if name is not None and (total := self._categories.get((name, index))) is not None
+        ]
         for windows in spans:
             whole_span = self._span(
                 whole, state.category, index, start=start, elapsed=elapsed, windows=windows
@@ -1123,14 +1131,17 @@ class Engine:
             if whole_span.effective < rules.min_volume:
                 continue
             lift = 1.0
-            if total is not None:
-                lift = category_factor(
-                    self._span(
-                        total, state.category, index, start=start, elapsed=elapsed, windows=windows
+            for name, total in groups:  # the whole shop or the whole category moving is normal
+                lift = max(
+                    lift,
+                    category_factor(
+                        self._span(
+                            total, name, index, start=start, elapsed=elapsed, windows=windows
+                        ),
+                        whole_span,
+                        cap=cfg.category_factor_cap,
+                        min_expected=cfg.category_min_expected,
                     ),
-                    whole_span,
-                    cap=cfg.category_factor_cap,
-                    min_expected=cfg.category_min_expected,
                 )
             by_region: dict[str, SpanVolume] = {}
             found: dict[str, Assessment] = {}
