@@ -27,30 +27,43 @@ Window semantics, spelled out
 
 from __future__ import annotations
 
-import heapq
 import math
 import pickle
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from app.core.ledger import Ledger
-from app.core.live_check import Assessment, SpanVolume, assess, category_factor
+from app.core.live_check import (
+    Assessment,
+    SpanVolume,
+    assess,
+    category_factor,
+    relative_error,
+    span_units,
+    span_volume,
+)
 from app.core.policy import OrderTerms, Policy, Supplier, Thresholds
 from app.core.routing import ALL_REGIONS, route, route_label
 from app.core.seasonal import Seasonality
-from app.core.series import Closed, Live, Series, level_alpha
-from app.core.sizing import order_quantity, stockout_need, surge_excess_units
+from app.core.series import Series
+from app.core.sizing import (
+    leading_conversion,
+    order_quantity,
+    stockout_need,
+    surge_excess_units,
+)
+from app.core.state import EngineConfig, SkuState, StepResult
 from app.core.triggers import (
     FIRST_TIER_REASONS,
     SURGE_REASON,
-    clock_text,
     new_trigger,
     order_words,
-    region_words,
+    stockout_explanation,
     surge_explanation,
     trigger_id,
 )
 from app.core.units import DAY_MS, HOUR_MS
+from app.core.windows import Closed, DueWindows, ExpiryWheel
 from app.events.model import (
     ForecastRecord,
     OrderEvent,
@@ -91,204 +104,6 @@ _SNAPSHOT_VERSION = 2
 _SeriesRef = tuple[str | None, str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Settings of the decision engine (policy-independent).
-
-    Examples
-    --------
-    >>> EngineConfig().window_ms, EngineConfig().grace_ms
-    (300000, 60000)
-    >>> EngineConfig(window_ms=0)
-    Traceback (most recent call last):
-    ...
-    ValueError: window_ms must be positive
-    """
-
-    #: Length of the tumbling event-time windows.
-    window_ms: int = 300_000
-    #: Allowed lateness: a window closes when the event clock reaches its end + grace.
-    grace_ms: int = 60_000
-    #: A SKU with no events for this long (and nothing in flight) is forgotten; never
-    #: sooner than ``retention_windows`` windows (see :meth:`retention_span_ms`).
-    retention_ms: int = 28 * DAY_MS
-    #: Windows a SKU is kept without events at least.
-    retention_windows: int = 14
-    #: Time constant of the baseline level: a window weighs ``1 - exp(-window / this)``.
-    level_time_constant_ms: int = DAY_MS
-    #: ... but never more than this (daily windows would otherwise weigh 0.63 each).
-    level_alpha_max: float = 0.1
-    #: Time constant of the forecast published per window (``demand.forecasts``): short,
-    #: it follows demand within hours; the surge baseline above must not.
-    forecast_time_constant_ms: int = 3 * HOUR_MS
-    #: ... capped per window like the level.
-    forecast_alpha_max: float = 0.3
-    #: A window the live check found surging teaches the level at this share of its weight.
-    surge_weight: float = 0.1
-    #: Windows a series needs folded before it can raise a surge (stockouts do not wait).
-    min_history_windows: int = 3
-    #: The live check pro-rates the current window by its elapsed share, at least this.
-    min_elapsed_fraction: float = 0.1
-    #: Surge quantities extrapolate the excess of a short span by at most this factor.
-    max_extrapolation: float = 2.0
-    #: Relative error of a young series' level (standard deviation), fading with history.
-    prior_relative_error: float = 0.5
-    #: Nonzero windows over which that prior fades.
-    prior_windows: int = 6
-    #: Relative error of the level never assumed below this.
-    floor_relative_error: float = 0.1
-    #: The live span's volume must have come in over at least this much event time (a
-    #: burst in one instant does not fire, however many rows it has); at most a window.
-    persistence_ms: int = 120_000
-    #: The longest live span (event time back from now): spans of 2, 4 and this many
-    #: windows are tested (2 at least; at most 24 windows).
-    live_span_ms: int = HOUR_MS
-    #: A whole category running ahead lifts a SKU's expectation by up to this factor.
-    category_factor_cap: float = 3.0
-    #: ... once the rest of the category expects at least this much over the live span.
-    category_min_expected: float = 10.0
-    #: A stockout order covers the backlog plus this many hours of expected demand.
-    stockout_cover_hours: float = 1.0
-    #: Failed order ids carried by one stockout trigger.
-    max_order_ids: int = 50
-
-    def __post_init__(self) -> None:
-        if self.window_ms <= 0:
-            raise ValueError("window_ms must be positive")
-        if self.grace_ms < 0:
-            raise ValueError("grace_ms must not be negative")
-        if self.retention_ms < self.window_ms:
-            raise ValueError("retention_ms must be at least one window")
-        if not 0.0 < self.min_elapsed_fraction <= 1.0:
-            raise ValueError("min_elapsed_fraction must be in (0, 1]")
-        if self.max_extrapolation < 1.0:
-            raise ValueError("max_extrapolation must be at least 1")
-        if self.retention_windows < 1:
-            raise ValueError("retention_windows must be at least 1")
-        if self.level_time_constant_ms <= 0 or not 0.0 < self.level_alpha_max <= 1.0:
-            raise ValueError("level_time_constant_ms must be positive, level_alpha_max in (0, 1]")
-
-    def retention_span_ms(self) -> int:
-        """How long a SKU without events is kept: ``retention_ms``, at least 14 windows.
-
-        >>> EngineConfig().retention_span_ms() // DAY_MS
-        28
-        >>> EngineConfig(window_ms=7 * DAY_MS).retention_span_ms() // DAY_MS
-        98
-        """
-        return max(self.retention_ms, self.retention_windows * self.window_ms)
-
-    def alpha(self) -> float:
-        """Weight of one window in a series' level.
-
-        >>> round(EngineConfig().alpha(), 5), EngineConfig(window_ms=DAY_MS).alpha()
-        (0.00347, 0.1)
-        """
-        return level_alpha(self.window_ms, self.level_time_constant_ms, self.level_alpha_max)
-
-    def span_lengths(self) -> tuple[int, ...]:
-        """Live spans tested, in windows (the current one included), shortest first.
-
-        >>> EngineConfig().span_lengths(), EngineConfig(window_ms=HOUR_MS).span_lengths()
-        ((2, 4, 12), (2,))
-        """
-        longest = min(max(2, -(-self.live_span_ms // self.window_ms)), 24)
-        return tuple(sorted({n for n in (2, 4, longest) if n <= longest}))
-
-    def forecast_alpha(self) -> float:
-        """Weight of one window in a series' published forecast.
-
-        >>> round(EngineConfig(window_ms=HOUR_MS).forecast_alpha(), 4)
-        0.2835
-        """
-        return level_alpha(self.window_ms, self.forecast_time_constant_ms, self.forecast_alpha_max)
-
-
-@dataclass(slots=True)
-class StepResult:
-    """What one ``process``/``advance``/``flush`` call changed and decided.
-
-    Examples
-    --------
-    >>> total = StepResult(counted=3)
-    >>> total.merge(StepResult(counted=2, late=1))
-    >>> total.counted, total.late
-    (5, 1)
-    """
-
-    #: Triggers to publish, in a deterministic order.
-    triggers: list[Trigger] = field(default_factory=list)
-    #: Forecast against actual: one per series window with events that closed, and one
-    #: per idle stretch folded (``window_end - window_start`` spans several windows).
-    forecasts: list[ForecastRecord] = field(default_factory=list)
-    #: Events counted into open windows.
-    counted: int = 0
-    #: Events whose window had already closed (beyond the grace): not counted.
-    late: int = 0
-    #: SKUs whose state changed: snapshot each once per batch.
-    touched_skus: set[str] = field(default_factory=set)
-    #: SKUs forgotten after their retention without events: delete their snapshots.
-    expired_skus: set[str] = field(default_factory=set)
-    #: Series windows closed (idle windows folded in closed form are not counted).
-    windows_closed: int = 0
-    #: Baseline updates made.
-    model_updates: int = 0
-    #: Surges that passed the live check but needed nothing (stock in flight covers them).
-    suppressed: int = 0
-    #: Stockout failures appended to the ledger because a stockout order is on its way.
-    stockouts_absorbed: int = 0
-
-    def merge(self, other: StepResult) -> None:
-        """Add ``other`` (a later step) to this one."""
-        self.triggers.extend(other.triggers)
-        self.forecasts.extend(other.forecasts)
-        self.counted += other.counted
-        self.late += other.late
-        self.touched_skus |= other.touched_skus
-        self.touched_skus -= other.expired_skus
-        self.expired_skus |= other.expired_skus
-        self.windows_closed += other.windows_closed
-        self.model_updates += other.model_updates
-        self.suppressed += other.suppressed
-        self.stockouts_absorbed += other.stockouts_absorbed
-
-
-@dataclass(slots=True)
-class SkuState:
-    """Everything the engine knows about one SKU (snapshotted as one blob).
-
-    A SKU seen in one region keeps one series per signal; its all-regions series is that
-    region's. From a second region on it has an all-regions series of its own.
-
-    Examples
-    --------
-    >>> state = SkuState(category="vouchers", last_event_at=0)
-    >>> state.ledger is None
-    True
-    """
-
-    category: str | None
-    last_event_at: int
-    #: (region or ALL_REGIONS, signal index) -> series
-    series: dict[tuple[str, int], Series] = field(default_factory=dict)
-    #: Regions seen, in the order they were seen.
-    regions: list[str] = field(default_factory=list)
-    ledger: Ledger | None = None
-
-    def whole(self, index: int) -> Series | None:
-        """The SKU's all-regions series of a signal."""
-        if len(self.regions) > 1:
-            return self.series.get((ALL_REGIONS, index))
-        if self.regions:
-            return self.series.get((self.regions[0], index))
-        return None
-
-    def the_ledger(self) -> Ledger:
-        if self.ledger is None:
-            self.ledger = Ledger()
-        return self.ledger
-
-
 class Engine:
     """The pure decision core: events in, forecasts and replenishment triggers out.
 
@@ -327,12 +142,10 @@ class Engine:
         self._season = Seasonality(self.config.window_ms)
         # (category, signal index) -> the category's total, for "the whole category moved"
         self._categories: dict[tuple[str, int], Series] = {}
-        # window start -> series with an open cell (or a last closed window) there
-        self._due: dict[int, list[_SeriesRef]] = {}
-        self._due_starts: list[int] = []
+        # window start -> series with an open cell (or kept closed windows) there
+        self._due = DueWindows()
         # day -> SKUs whose last event was that day (retention checks)
-        self._expiry: dict[int, list[str]] = {}
-        self._expiry_days: list[int] = []
+        self._expiry = ExpiryWheel(DAY_MS)
         self._carry = StepResult()
 
     # ------------------------------------------------------------------ public surface
@@ -776,12 +589,7 @@ class Engine:
         return state
 
     def _note_expiry(self, sku: str, ts: int) -> None:
-        day = ts // DAY_MS
-        skus = self._expiry.get(day)
-        if skus is None:
-            skus = self._expiry[day] = []
-            heapq.heappush(self._expiry_days, day)
-        skus.append(sku)
+        self._expiry.note(sku, ts)
 
     def _count(
         self,
@@ -853,11 +661,7 @@ class Engine:
         self._schedule(start, ref)
 
     def _schedule(self, start: int, ref: _SeriesRef) -> None:
-        refs = self._due.get(start)
-        if refs is None:
-            refs = self._due[start] = []
-            heapq.heappush(self._due_starts, start)
-        refs.append(ref)
+        self._due.schedule(start, ref)
 
     def _reschedule(self, series: Series, ref: _SeriesRef) -> None:
         live = series.live
@@ -880,13 +684,10 @@ class Engine:
     def _close_due(self, result: StepResult) -> None:
         """Close the windows the frontier passed: only series that had events in them."""
         frontier = self._frontier
-        starts = self._due_starts
-        while starts and starts[0] < frontier:
-            start = heapq.heappop(starts)
-            for ref in self._due.pop(start, ()):
-                series, category = self._series_of(ref)
-                if series is not None:
-                    self._close_series(series, ref, category, frontier, result)
+        for ref in self._due.pop_before(frontier):
+            series, category = self._series_of(ref)  # type: ignore[arg-type]
+            if series is not None:
+                self._close_series(series, ref, category, frontier, result)  # type: ignore[arg-type]
         self._expire(result)
 
     def _close_series(
@@ -1008,22 +809,19 @@ class Engine:
         """Forget SKUs idle past their retention with nothing in flight."""
         retention = self.config.retention_span_ms()
         horizon_day = (self._clock - retention) // DAY_MS
-        days = self._expiry_days
-        while days and days[0] < horizon_day:
-            day = heapq.heappop(days)
-            for sku in self._expiry.pop(day, ()):
-                state = self._skus.get(sku)
-                if state is None or state.last_event_at // DAY_MS != day:
-                    continue
-                if self._clock - state.last_event_at <= retention:
-                    continue
-                if state.ledger is not None and not state.ledger.is_idle(self._clock):
-                    self._note_expiry(sku, self._clock)  # look again a day later
-                    continue
-                if any(s.live is not None and s.live.cells for s in state.series.values()):
-                    continue
-                del self._skus[sku]
-                result.expired_skus.add(sku)
+        for day, sku in self._expiry.pop_before(horizon_day):
+            state = self._skus.get(sku)
+            if state is None or state.last_event_at // DAY_MS != day:
+                continue  # gone, or it sold again since (noted on that later day)
+            if self._clock - state.last_event_at <= retention:
+                continue
+            if state.ledger is not None and not state.ledger.is_idle(self._clock):
+                self._note_expiry(sku, self._clock)  # look again a day later
+                continue
+            if any(s.live is not None and s.live.cells for s in state.series.values()):
+                continue
+            del self._skus[sku]
+            result.expired_skus.add(sku)
 
     def _model_name(self, series: Series) -> str:
         if series.n < self.config.min_history_windows:
@@ -1044,49 +842,14 @@ class Engine:
         elapsed: float,
         windows: int,
     ) -> SpanVolume:
-        """Volume and expectation of a live span: ``windows - 1`` whole windows before the
-        current one, and the elapsed part of the current one."""
-        live = series.live
-        length = self.config.window_ms
-        level = series.level
         season, clock = self._season, self._clock
-        factor = season.factor(category, index, start, now_ms=clock)
-        expected = level * factor * elapsed
-        effective = units = 0.0
-        shoppers = 0
-        first, last = 2**62, -(2**62)
-        if live is not None:
-            cells, closed = live.cells, live.closed
-            cell = cells.get(start)
-            if cell is not None:
-                effective, units, shoppers = cell.effective(), cell.units, cell.distinct()
-                first, last = cell.first_ts, cell.last_ts
-            for back in range(1, windows):
-                at = start - back * length
-                cell = cells.get(at)
-                if cell is not None:
-                    expected += level * season.factor(category, index, at, now_ms=clock)
-                    effective += cell.effective()
-                    units += cell.units
-                    shoppers += cell.distinct()
-                    first, last = min(first, cell.first_ts), max(last, cell.last_ts)
-                    continue
-                window = closed.get(at)
-                if window is not None:
-                    expected += window.expected
-                    effective += window.effective
-                    units += window.units
-                    shoppers += window.shoppers
-                    first, last = min(first, window.first_ts), max(last, window.last_ts)
-                else:  # nothing sold in that window: only its expectation counts
-                    expected += level * season.factor(category, index, at, now_ms=clock)
-        else:
-            for back in range(1, windows):
-                at = start - back * length
-                expected += level * season.factor(category, index, at, now_ms=clock)
-        covered = max(last - first, 0)
-        return SpanVolume(
-            effective, units, expected, windows - 1 + elapsed, shoppers, level * factor, covered
+        return span_volume(
+            series,
+            lambda at: season.factor(category, index, at, now_ms=clock),
+            start=start,
+            elapsed=elapsed,
+            windows=windows,
+            window_ms=self.config.window_ms,
         )
 
     def _live_check(
@@ -1114,7 +877,7 @@ class Engine:
         if whole is None or whole.live is None or whole.n < cfg.min_history_windows:
             return
         spans = self._span_lengths
-        if _span_units(whole.live, start, length, spans[-1]) < rules.min_volume:
+        if span_units(whole.live, start, length, spans[-1]) < rules.min_volume:
             return  # the long tail: too little volume to matter, whatever the baseline
         elapsed = min(max((clock - start) / length, cfg.min_elapsed_fraction), 1.0)
         evidence = rules.evidence / len(spans)
@@ -1215,22 +978,26 @@ class Engine:
             region=region,
             lift=lift,
             dispersion=series.dispersion(),
-            relative_error=_relative_error(series, cfg),
+            relative_error=relative_error(
+                series,
+                prior=cfg.prior_relative_error,
+                prior_windows=cfg.prior_windows,
+                floor=cfg.floor_relative_error,
+                alpha=self._alpha,
+            ),
             rules=rules,
             evidence=evidence,
             model=self._model_name(series),
         )
 
     def _conversion(self, state: SkuState, index: int, rules: Thresholds) -> float:
-        """Order units one event of a leading signal stands for: learned, prior-smoothed."""
+        """Order units one event of a leading signal stands for."""
         if index == _ORDER:
             return 1.0
         orders, leading = state.whole(_ORDER), state.whole(index)
         if orders is None or leading is None:
             return rules.units_per_event
-        weight = 5.0  # windows' worth of the policy's prior
-        learned = (orders.level + weight * rules.units_per_event) / (leading.level + weight)
-        return min(max(learned, 0.001), 5.0)
+        return leading_conversion(orders.level, leading.level, rules.units_per_event)
 
     def _decide_surge(
         self,
@@ -1333,17 +1100,12 @@ class Engine:
             error_std=spread,
         )
         quantity, capped = order_quantity(need - in_flight, terms)
-        text = (
-            f"{len(failures)} payment{'s' if len(failures) != 1 else ''} failed out of stock "
-            f"in {region_words(region)} since {clock_text(first.ts)}; "
-            + order_words(quantity, supplier, warehouse, in_flight if quantity else 0, capped)
+        text = stockout_explanation(
+            failures=len(failures),
+            region=region,
+            since_ms=first.ts,
+            order=order_words(quantity, supplier, warehouse, in_flight, capped),
         )
-        if quantity <= 0:
-            text = (
-                f"{len(failures)} payment{'s' if len(failures) != 1 else ''} failed out of "
-                f"stock in {region_words(region)} since {clock_text(first.ts)}; "
-                + order_words(0, supplier, warehouse, in_flight, False)
-            )
         trigger = new_trigger(
             sku=sku,
             region=region,
@@ -1394,36 +1156,6 @@ class Engine:
             lead_time_ms=lead_time_ms,
         )
         ledger.expire(at_ms)
-
-
-def _span_units(live: Live, start: int, length: int, windows: int) -> float:
-    """Units of a live span (``windows`` windows up to the current one), no arithmetic."""
-    cells, closed = live.cells, live.closed
-    units = 0.0
-    for back in range(windows):
-        at = start - back * length
-        cell = cells.get(at)
-        if cell is not None:
-            units += cell.units
-            continue
-        window = closed.get(at)
-        if window is not None:
-            units += window.units
-    return units
-
-
-def _relative_error(series: Series, cfg: EngineConfig) -> float:
-    """Relative standard deviation of a series' level.
-
-    Three parts: the sampling error of a weighted mean over the windows it has seen
-    (dispersion / (level x effective windows)), a wide prior that fades as nonzero windows
-    come in, and a floor for what the seasonal shape gets wrong.
-    """
-    effective_windows = min(series.n, 2.0 / cfg.alpha()) or 1.0
-    sampling = series.dispersion() / (max(series.level, 1e-9) * effective_windows)
-    fade = cfg.prior_windows / (cfg.prior_windows + series.nonzero)
-    prior = (cfg.prior_relative_error * fade) ** 2
-    return math.sqrt(min(sampling, 1.0) + prior + cfg.floor_relative_error**2)
 
 
 def process_all(engine: Engine, batches: Iterable[Sequence[ShopEvent]]) -> StepResult:

@@ -19,10 +19,14 @@ expectation is lifted when the rest of the SKU's category runs ahead by the same
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 from app.core.evidence import upper_tail
 from app.core.policy import Thresholds
+from app.core.series import Series
+from app.core.windows import Live
 
 
 class SpanVolume(NamedTuple):
@@ -119,3 +123,105 @@ def assess(
     return Assessment(
         region, observed, expected, span.per_window * lift, span.span, span.shoppers, model
     )
+
+
+def span_volume(
+    series: Series,
+    season: Callable[[int], float],
+    *,
+    start: int,
+    elapsed: float,
+    windows: int,
+    window_ms: int,
+) -> SpanVolume:
+    """Volume and expectation of a live span of ``windows`` windows ending with the current.
+
+    ``windows - 1`` whole windows before the window starting at ``start``, and the
+    ``elapsed`` share of that one. Open cells and kept closed windows give the volume; a
+    window with no events adds only its expectation (``level x season(window start)``).
+
+    >>> from app.core.windows import Cell
+    >>> s = Series(upto=0); s.level, s.n = 10.0, 100
+    >>> cell, _ = s.cell(600)
+    >>> for i in range(30):
+    ...     cell.add(1.0, f"u{i}", 600 + i)
+    >>> v = span_volume(s, lambda at: 1.0, start=600, elapsed=0.5, windows=3, window_ms=300)
+    >>> v.units, v.expected, v.span  # 2 idle windows + half of this one
+    (30.0, 25.0, 2.5)
+    """
+    live = series.live
+    level = series.level
+    factor = season(start)
+    expected = level * factor * elapsed
+    effective = units = 0.0
+    shoppers = 0
+    first, last = 2**62, -(2**62)
+    cells = live.cells if live is not None else {}
+    closed = live.closed if live is not None else {}
+    cell = cells.get(start)
+    if cell is not None:
+        effective, units, shoppers = cell.effective(), cell.units, cell.distinct()
+        first, last = cell.first_ts, cell.last_ts
+    for back in range(1, windows):
+        at = start - back * window_ms
+        cell = cells.get(at)
+        if cell is not None:
+            expected += level * season(at)
+            effective += cell.effective()
+            units += cell.units
+            shoppers += cell.distinct()
+            first, last = min(first, cell.first_ts), max(last, cell.last_ts)
+            continue
+        window = closed.get(at)
+        if window is not None:
+            expected += window.expected
+            effective += window.effective
+            units += window.units
+            shoppers += window.shoppers
+            first, last = min(first, window.first_ts), max(last, window.last_ts)
+        else:  # nothing sold in that window: only its expectation counts
+            expected += level * season(at)
+    covered = max(last - first, 0)
+    return SpanVolume(
+        effective, units, expected, windows - 1 + elapsed, shoppers, level * factor, covered
+    )
+
+
+def span_units(live: Live, start: int, window_ms: int, windows: int) -> float:
+    """Units of a live span, without any arithmetic beyond sums (the cheap first filter).
+
+    >>> from app.core.windows import Live
+    >>> span_units(Live(), 600, 300, 3)
+    0.0
+    """
+    cells, closed = live.cells, live.closed
+    units = 0.0
+    for back in range(windows):
+        at = start - back * window_ms
+        cell = cells.get(at)
+        if cell is not None:
+            units += cell.units
+            continue
+        window = closed.get(at)
+        if window is not None:
+            units += window.units
+    return units
+
+
+def relative_error(
+    series: Series, *, prior: float, prior_windows: int, floor: float, alpha: float
+) -> float:
+    """Relative standard deviation of a series' level.
+
+    Three parts: the sampling error of a weighted mean over the windows it has seen
+    (dispersion / (level x effective windows)), a wide prior that fades as nonzero windows
+    come in, and a floor for what the seasonal shape gets wrong.
+
+    >>> s = Series(upto=0); s.level, s.n, s.nonzero = 20.0, 1000, 1000
+    >>> round(relative_error(s, prior=0.5, prior_windows=6, floor=0.1, alpha=0.01), 4)
+    0.1013
+    """
+    effective_windows = min(series.n, 2.0 / alpha) or 1.0
+    sampling = series.dispersion() / (max(series.level, 1e-9) * effective_windows)
+    fade = prior_windows / (prior_windows + series.nonzero)
+    return math.sqrt(min(sampling, 1.0) + (prior * fade) ** 2 + floor**2)

@@ -22,18 +22,17 @@ An idle stretch of ``k`` windows folds in closed form (:meth:`Series.skip`): the
 mean part scales by ``n / (n + k)`` and the rest decays by ``(1 - alpha)^k``, so a series
 touched once a week costs the same as one touched every minute.
 
-The open windows and the last closed one live in a :class:`Live` object that exists only
-while the series is active (it is dropped a window after its last event).
+The open windows and the last closed ones live in a :class:`~app.core.windows.Live`
+object that exists only while the series is active.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
-#: Distinct shoppers tracked per window exactly; beyond that every event counts as new.
-MAX_TRACKED_SHOPPERS = 64
+from app.core.windows import Cell, Live
+
+__all__ = ["Cell", "Live", "Series", "level_alpha"]
 
 
 def level_alpha(window_ms: int, time_constant_ms: int, ceiling: float) -> float:
@@ -55,98 +54,6 @@ def _decay(n: int, k: int, alpha: float) -> float:
     if rest:
         factor *= (1.0 - alpha) ** rest
     return factor
-
-
-@dataclass(slots=True)
-class Cell:
-    """Volume of one open window: units, events, and distinct shoppers among them.
-
-    >>> cell = Cell()
-    >>> for second, user in enumerate(("a", "a", "a", None, "b")):
-    ...     cell.add(2.0, user, second * 1_000)
-    >>> cell.units, cell.events, cell.distinct(), cell.last_ts - cell.first_ts
-    (10.0, 5, 3, 4000)
-    """
-
-    units: float = 0.0
-    events: int = 0
-    anonymous: int = 0
-    shoppers: set[str] | None = None
-    #: Event times of the first and last event (how long the volume took to come in).
-    first_ts: int = 2**62
-    last_ts: int = -(2**62)
-
-    def add(self, units: float, user: str | None, ts: int) -> None:
-        self.units += units
-        self.events += 1
-        if ts < self.first_ts:  # noqa: PLR1730 - a comparison is cheaper than min() per event
-            self.first_ts = ts
-        if ts > self.last_ts:  # noqa: PLR1730
-            self.last_ts = ts
-        if user is None:
-            self.anonymous += 1
-            return
-        shoppers = self.shoppers
-        if shoppers is None:
-            self.shoppers = {user}
-        elif len(shoppers) < MAX_TRACKED_SHOPPERS:
-            shoppers.add(user)
-        elif user not in shoppers:
-            self.anonymous += 1
-
-    def distinct(self) -> int:
-        """Distinct shoppers (an event without a user counts as one)."""
-        return self.anonymous + (len(self.shoppers) if self.shoppers else 0)
-
-    def effective(self) -> float:
-        """Units scaled by the share of distinct shoppers: one shopper's burst counts once.
-
-        >>> bot = Cell()
-        >>> for i in range(40):
-        ...     bot.add(1.0, "bot", i)
-        >>> bot.effective()
-        1.0
-        """
-        if self.events <= 0:
-            return 0.0
-        return self.units * min(1.0, self.distinct() / self.events)
-
-
-class Closed(NamedTuple):
-    """A closed window kept for the live span: volumes, expectation, first and last event."""
-
-    effective: float
-    units: float
-    expected: float
-    first_ts: int
-    last_ts: int
-    shoppers: int
-
-
-@dataclass(slots=True)
-class Live:
-    """An active series' open windows and its last closed windows (for the live spans).
-
-    ``closed`` holds windows that had events, by start, at most the longest live span
-    back; empty windows are not stored (their volume is 0 and their expectation is
-    computed). The object is dropped once the longest span has passed its last event.
-    """
-
-    cells: dict[int, Cell] = field(default_factory=dict)
-    closed: dict[int, Closed] = field(default_factory=dict)
-    #: Start of the newest closed window (-1: none yet).
-    closed_start: int = -1
-    #: The live check found this series surging (its windows then teach the level less).
-    surging: bool = False
-
-    def remember(self, start: int, window: Closed, keep_from: int) -> None:
-        """Keep a closed window; forget those before ``keep_from``."""
-        closed = self.closed
-        closed[start] = window
-        self.closed_start = max(self.closed_start, start)
-        if len(closed) > 1:
-            for old in [s for s in closed if s < keep_from]:
-                del closed[old]
 
 
 class Series:

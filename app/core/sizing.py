@@ -90,3 +90,19 @@ def stockout_need(
     """
     cover = max(forecast_per_window, 0.0) * cover_windows
     return failed_units + cover + error_std * math.sqrt(max(cover_windows, 0.0))
+
+
+def leading_conversion(order_level: float, leading_level: float, prior: float) -> float:
+    """Order units one search or cart add stands for: learned, smoothed toward the policy.
+
+    The ratio of the SKU's order level to its leading signal's level, with five windows'
+    worth of the policy's prior (``units_per_event``) on both sides; within [0.001, 5].
+
+    >>> leading_conversion(0.0, 0.0, 0.5)  # nothing learned: the policy's prior
+    0.5
+    >>> round(leading_conversion(10.0, 100.0, 0.5), 4)  # 1 order per 10 cart adds, learned
+    0.119
+    """
+    weight = 5.0
+    learned = (order_level + weight * prior) / (leading_level + weight)
+    return min(max(learned, 0.001), 5.0)

@@ -176,3 +176,16 @@ def surge_explanation(
         f"{'s' if shoppers != 1 else ''} in {region_words(region)} since {clock_text(since_ms)}; "
         + order
     )
+
+
+def stockout_explanation(*, failures: int, region: str, since_ms: int, order: str) -> str:
+    """One sentence for a stockout trigger.
+
+    >>> stockout_explanation(failures=3, region="east", since_ms=1_700_000_000_000,
+    ...                      order="ordering 40 from S-1 to WH-east")
+    '3 payments failed out of stock in east since 22:13; ordering 40 from S-1 to WH-east'
+    """
+    return (
+        f"{failures} payment{'s' if failures != 1 else ''} failed out of stock "
+        f"in {region_words(region)} since {clock_text(since_ms)}; {order}"
+    )

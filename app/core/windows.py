@@ -1,0 +1,182 @@
+"""Windows: open cells, the closed windows a live span reaches, and when each is due.
+
+Tumbling event-time windows ``[start, start + window)``. An open window of one series is
+a :class:`Cell` (units, events, distinct shoppers, first and last event time). A closed
+window stays as a :class:`Closed` summary for as long as a live span can reach it.
+
+Which series have work at a window boundary is kept by :class:`DueWindows`: a heap of
+window starts, each with the series that had an event in that window (or whose kept
+windows expire then). Closing visits exactly those, never the whole catalogue.
+:class:`ExpiryWheel` does the same for retention: per day, the SKUs whose last event
+fell on it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+#: Distinct shoppers tracked per window exactly; beyond that every event counts as new.
+MAX_TRACKED_SHOPPERS = 64
+
+
+@dataclass(slots=True)
+class Cell:
+    """Volume of one open window: units, events, and distinct shoppers among them.
+
+    >>> cell = Cell()
+    >>> for second, user in enumerate(("a", "a", "a", None, "b")):
+    ...     cell.add(2.0, user, second * 1_000)
+    >>> cell.units, cell.events, cell.distinct(), cell.last_ts - cell.first_ts
+    (10.0, 5, 3, 4000)
+    """
+
+    units: float = 0.0
+    events: int = 0
+    anonymous: int = 0
+    shoppers: set[str] | None = None
+    #: Event times of the first and last event (how long the volume took to come in).
+    first_ts: int = 2**62
+    last_ts: int = -(2**62)
+
+    def add(self, units: float, user: str | None, ts: int) -> None:
+        self.units += units
+        self.events += 1
+        if ts < self.first_ts:  # noqa: PLR1730 - a comparison is cheaper than min() per event
+            self.first_ts = ts
+        if ts > self.last_ts:  # noqa: PLR1730
+            self.last_ts = ts
+        if user is None:
+            self.anonymous += 1
+            return
+        shoppers = self.shoppers
+        if shoppers is None:
+            self.shoppers = {user}
+        elif len(shoppers) < MAX_TRACKED_SHOPPERS:
+            shoppers.add(user)
+        elif user not in shoppers:
+            self.anonymous += 1
+
+    def distinct(self) -> int:
+        """Distinct shoppers (an event without a user counts as one)."""
+        return self.anonymous + (len(self.shoppers) if self.shoppers else 0)
+
+    def effective(self) -> float:
+        """Units scaled by the share of distinct shoppers: one shopper's burst counts once.
+
+        >>> bot = Cell()
+        >>> for i in range(40):
+        ...     bot.add(1.0, "bot", i)
+        >>> bot.effective()
+        1.0
+        """
+        if self.events <= 0:
+            return 0.0
+        return self.units * min(1.0, self.distinct() / self.events)
+
+
+class Closed(NamedTuple):
+    """A closed window kept for the live span: volumes, expectation, first and last event."""
+
+    effective: float
+    units: float
+    expected: float
+    first_ts: int
+    last_ts: int
+    shoppers: int
+
+
+@dataclass(slots=True)
+class Live:
+    """An active series' open windows and its last closed windows (for the live spans).
+
+    ``closed`` holds windows that had events, by start, at most the longest live span
+    back; empty windows are not stored (their volume is 0 and their expectation is
+    computed). The object is dropped once the longest span has passed its last event.
+    """
+
+    cells: dict[int, Cell] = field(default_factory=dict)
+    closed: dict[int, Closed] = field(default_factory=dict)
+    #: Start of the newest closed window (-1: none yet).
+    closed_start: int = -1
+    #: The live check found this series surging (its windows then teach the level less).
+    surging: bool = False
+
+    def remember(self, start: int, window: Closed, keep_from: int) -> None:
+        """Keep a closed window; forget those before ``keep_from``."""
+        closed = self.closed
+        closed[start] = window
+        self.closed_start = max(self.closed_start, start)
+        if len(closed) > 1:
+            for old in [s for s in closed if s < keep_from]:
+                del closed[old]
+
+
+class DueWindows:
+    """Window starts with work waiting, and the series that have it.
+
+    >>> due = DueWindows()
+    >>> due.schedule(600, "b"); due.schedule(300, "a"); due.schedule(300, "c")
+    >>> list(due.pop_before(601))
+    ['a', 'c', 'b']
+    >>> list(due.pop_before(10_000))
+    []
+    """
+
+    __slots__ = ("_refs", "_starts")
+
+    def __init__(self) -> None:
+        self._refs: dict[int, list[Hashable]] = {}
+        self._starts: list[int] = []
+
+    def schedule(self, start: int, ref: Hashable) -> None:
+        refs = self._refs.get(start)
+        if refs is None:
+            refs = self._refs[start] = []
+            heapq.heappush(self._starts, start)
+        refs.append(ref)
+
+    def pop_before(self, frontier: int) -> Iterator[Hashable]:
+        """Every ref scheduled before ``frontier``, oldest window first (may grow meanwhile)."""
+        starts = self._starts
+        while starts and starts[0] < frontier:
+            start = heapq.heappop(starts)
+            yield from self._refs.pop(start, ())
+
+    def __len__(self) -> int:
+        return sum(len(refs) for refs in self._refs.values())
+
+
+class ExpiryWheel:
+    """Per day, the keys whose last event fell on it (retention checks without a scan).
+
+    >>> wheel = ExpiryWheel(day_ms=1_000)
+    >>> wheel.note("A", 500); wheel.note("B", 2_500)
+    >>> list(wheel.pop_before(2))
+    [(0, 'A')]
+    """
+
+    __slots__ = ("_days", "_keys", "day_ms")
+
+    def __init__(self, day_ms: int) -> None:
+        self.day_ms = day_ms
+        self._keys: dict[int, list[str]] = {}
+        self._days: list[int] = []
+
+    def note(self, key: str, ts: int) -> None:
+        day = ts // self.day_ms
+        keys = self._keys.get(day)
+        if keys is None:
+            keys = self._keys[day] = []
+            heapq.heappush(self._days, day)
+        keys.append(key)
+
+    def pop_before(self, day: int) -> Iterator[tuple[int, str]]:
+        """``(day, key)`` for every key noted on a day before ``day``."""
+        days = self._days
+        while days and days[0] < day:
+            first = heapq.heappop(days)
+            for key in self._keys.pop(first, ()):
+                yield first, key
