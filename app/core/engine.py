@@ -635,7 +635,7 @@ class Engine:
         series = Series(upto=start)
         if self._first_full_window != _NO_CLOCK and start > self._first_full_window:
             watched = (start - self._first_full_window) // self.config.window_ms
-            series.n = min(watched, max(math.ceil(1.0 / self._fast) - 1, 0))
+            series.n = min(watched, max(math.ceil(1.0 / self._alpha) - 1, 0))
         return series
 
     def _split_regions(self, state: SkuState, sku: str) -> None:

@@ -40,9 +40,9 @@ class EngineConfig:
     level_alpha_max: float = 0.1
     #: Time constant of the forecast published per window (``demand.forecasts``): short,
     #: it follows demand within hours; the surge baseline above must not.
-    forecast_time_constant_ms: int = 3 * HOUR_MS
+    forecast_time_constant_ms: int = 2 * HOUR_MS
     #: ... capped per window like the level.
-    forecast_alpha_max: float = 0.3
+    forecast_alpha_max: float = 0.5
     #: A window the live check found surging teaches the level at this share of its weight.
     surge_weight: float = 0.1
     #: Windows a series needs folded before it can raise a surge (stockouts do not wait).
@@ -119,7 +119,7 @@ class EngineConfig:
         """Weight of one window in a series' published forecast.
 
         >>> round(EngineConfig(window_ms=HOUR_MS).forecast_alpha(), 4)
-        0.2835
+        0.3935
         """
         return level_alpha(self.window_ms, self.forecast_time_constant_ms, self.forecast_alpha_max)
 
