@@ -32,6 +32,7 @@ import pickle
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from app.core.forecast import RATIO_CAP, Challenger, OnlineRegressor, calendar_features
 from app.core.ledger import Ledger
 from app.core.live_check import (
     Assessment,
@@ -92,6 +93,8 @@ MODEL_PLANNER = "planner"
 MODEL_SEASONAL = "seasonal"
 MODEL_INTERMITTENT = "intermittent"
 MODEL_NEW = "new"
+#: A dense series' River challenger answered (it beats the baseline's forecast).
+MODEL_RIVER = "river"
 SIGNALS: tuple[Signal, Signal, Signal] = (Signal.SEARCH, Signal.CART_ADD, Signal.ORDER)
 _SEARCH, _CART, _ORDER = 0, 1, 2
 _SIGNAL_INDEX = {Signal.SEARCH: _SEARCH, Signal.CART_ADD: _CART, Signal.ORDER: _ORDER}
@@ -723,6 +726,12 @@ class Engine:
             factor = self._season.factor(category, index, start, now_ms=self._clock)
             expected = series.level * factor
             forecast = series.recent * factor
+            model_name = self._model_name(series)
+            challenger = series.model
+            if challenger is not None:
+                if challenger.pending_window == start and challenger.answer >= 0.0:
+                    forecast, model_name = challenger.answer, MODEL_RIVER
+                challenger.settle(start, cell.units)
             if start >= self._first_full_window:
                 outlier = (
                     cell.units
@@ -748,6 +757,8 @@ class Engine:
             )
             live.surging = False
             result.windows_closed += 1
+            if sku is not None and index == _ORDER and region != ALL_REGIONS:
+                self._challenge(series, sku, region, start + length, category)
             if sku is not None and region != ALL_REGIONS:
                 result.forecasts.append(
                     ForecastRecord(
@@ -758,7 +769,7 @@ class Engine:
                         window_end=start + length,
                         forecast=forecast,
                         actual=cell.units,
-                        model=self._model_name(series),
+                        model=model_name,
                         category=category,
                     )
                 )
@@ -771,6 +782,43 @@ class Engine:
             series.live = None
         else:  # keep the closed windows for the live spans that reach them, then drop them
             self._schedule(live.closed_start + keep, ref)
+
+    def _challenge(
+        self, series: Series, sku: str, region: str, target: int, category: str | None
+    ) -> None:
+        """Let a dense order series' River challenger prepare the next window's forecast."""
+        dense = self.config.dense_volume
+        if series.recent < dense:
+            if series.recent < dense / 2:
+                series.model = None  # no longer dense: windows without events go unseen
+            return
+        challenger = series.model
+        if challenger is None:
+            challenger = series.model = Challenger(OnlineRegressor(self.config.learning_rate))
+        state = self._skus[sku]
+        length = self.config.window_ms
+        scale = series.recent + 1.0
+        x = {
+            f"lag{back}": min(_units_at(series, target - back * length) / scale, RATIO_CAP)
+            for back in (1, 2, 3)
+        }
+        for name, index in (("search", _SEARCH), ("cart", _CART)):
+            leading = state.series.get((region, index))
+            x[name] = (
+                0.0
+                if leading is None
+                else min(_units_at(leading, target - length) / (leading.recent + 1.0), RATIO_CAP)
+            )
+        hour_sin, hour_cos, day_sin, day_cos = calendar_features(target, length)
+        x.update(
+            hour_sin=hour_sin,
+            hour_cos=hour_cos,
+            day_sin=day_sin,
+            day_cos=day_cos,
+            log_level=math.log1p(series.recent),
+        )
+        base = series.recent * self._season.factor(category, _ORDER, target, now_ms=self._clock)
+        challenger.prepare(target, x, base, min_learned=self.config.min_learned_sku)
 
     def _skip_to(
         self,
@@ -1156,6 +1204,18 @@ class Engine:
             lead_time_ms=lead_time_ms,
         )
         ledger.expire(at_ms)
+
+
+def _units_at(series: Series, start: int) -> float:
+    """Units of one of a series' recent windows (open or kept closed; 0 if it had none)."""
+    live = series.live
+    if live is None:
+        return 0.0
+    cell = live.cells.get(start)
+    if cell is not None:
+        return cell.units
+    window = live.closed.get(start)
+    return 0.0 if window is None else window.units
 
 
 def process_all(engine: Engine, batches: Iterable[Sequence[ShopEvent]]) -> StepResult:

@@ -161,6 +161,17 @@ def features(
     }
 
 
+def calendar_features(
+    target_window_start: int, window_ms: int
+) -> tuple[float, float, float, float]:
+    """Cyclic hour of day and day of week (sin, cos) of a window's middle.
+
+    >>> [round(v, 3) for v in calendar_features(0, 3_600_000)]  # Thursday 00:30 UTC
+    [0.131, 0.991, 0.434, -0.901]
+    """
+    return _calendar(target_window_start, window_ms)
+
+
 @lru_cache(maxsize=256)
 def _calendar(target_window_start: int, window_ms: int) -> tuple[float, float, float, float]:
     """Cyclic hour of day and day of week of a window's middle (the same for every series)."""
@@ -505,3 +516,70 @@ class SeriesForecaster:
             value, model = bounded_forecast(self.history, self.history.level, 0.0), MODEL_EWMA
         self.publish(target_ws, value, model)
         return value
+
+
+@dataclass(slots=True)
+class Challenger:
+    """A River model that corrects a dense series' published forecast, and answers only
+    while it beats it.
+
+    The base forecast is the series' short-memory mean times its seasonal factor
+    (:mod:`app.core.series`). For a series with volume in every window (a dense one,
+    the only kind where a per-series model has data to learn from: an intermittent
+    series' windows without events are never visited), the model learns the correction
+    ``(actual - base) / (base + 1)`` from scale-free features and is scored against the
+    base on every window; it answers once it has learned ``min_learned`` windows and its
+    weighted squared error is the lower one.
+
+    Examples
+    --------
+    >>> challenger = Challenger()
+    >>> for w in range(400):  # the base says 20; the truth alternates 10, 30
+    ...     challenger.settle(w, 10.0 + 20.0 * (w % 2))
+    ...     answer = challenger.prepare(w + 1, {"lag1": 1.0 + (w % 2), "hour_sin": 0.0}, 20.0)
+    >>> answer is not None and answer < 20.0  # after a 30 comes a 10
+    True
+    """
+
+    regressor: OnlineRegressor = field(default_factory=OnlineRegressor)
+    pending: dict[str, float] | None = None
+    pending_window: int = -1
+    pending_base: float = 0.0
+    pending_own: float = -1.0
+    #: The model's forecast for ``pending_window`` when it answers, else -1.
+    answer: float = -1.0
+    base_sq: float = 0.0
+    own_sq: float = 0.0
+    n_compared: int = 0
+
+    def settle(self, window: int, actual: float) -> None:
+        """Learn from the window just closed, if a forecast was prepared for it."""
+        if self.pending is None or window != self.pending_window:
+            self.pending = None
+            return
+        base = self.pending_base
+        if self.pending_own >= 0.0:
+            a = max(1.0 / (self.n_compared + 1), 0.05)
+            self.base_sq += a * ((actual - base) ** 2 - self.base_sq)
+            self.own_sq += a * ((actual - self.pending_own) ** 2 - self.own_sq)
+            self.n_compared += 1
+        self.regressor.learn(self.pending, (actual - base) / (base + 1.0))
+        self.pending = None
+
+    def prepare(
+        self, window: int, x: dict[str, float], base: float, *, min_learned: int = 24
+    ) -> float | None:
+        """Keep the features of the next window's forecast; the model's answer if it wins."""
+        self.pending, self.pending_window, self.pending_base = x, window, base
+        self.answer = -1.0
+        if self.regressor.n_learned < min_learned:
+            self.pending_own = -1.0
+            return None
+        correction = self.regressor.predict(x)
+        own = max(base + (base + 1.0) * correction, LEVEL_FLOOR_SHARE * base)
+        own = min(own, RATIO_CAP * (base + 1.0))
+        self.pending_own = own
+        if self.n_compared >= min_learned and self.own_sq < self.base_sq:
+            self.answer = own
+            return own
+        return None

@@ -29,8 +29,14 @@ object that exists only while the series is active.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from app.core.windows import Cell, Live
+
+if TYPE_CHECKING:
+    from app.core.forecast import Challenger
+
+_State = tuple[float, float, float, int, int, int, Live | None, "Challenger | None"]
 
 __all__ = ["Cell", "Live", "Series", "level_alpha"]
 
@@ -71,7 +77,7 @@ class Series:
     (5.0, 8)
     """
 
-    __slots__ = ("level", "live", "n", "nonzero", "recent", "square", "upto")
+    __slots__ = ("level", "live", "model", "n", "nonzero", "recent", "square", "upto")
 
     def __init__(self, upto: int) -> None:
         self.level = 0.0
@@ -81,12 +87,32 @@ class Series:
         self.nonzero = 0
         self.upto = upto
         self.live: Live | None = None
+        #: A River challenger of a dense series' published forecast (app.core.forecast).
+        self.model: Challenger | None = None
 
-    def __getstate__(self) -> tuple[float, float, float, int, int, int, Live | None]:
-        return (self.level, self.recent, self.square, self.n, self.nonzero, self.upto, self.live)
+    def __getstate__(self) -> _State:
+        return (
+            self.level,
+            self.recent,
+            self.square,
+            self.n,
+            self.nonzero,
+            self.upto,
+            self.live,
+            self.model,
+        )
 
-    def __setstate__(self, state: tuple[float, float, float, int, int, int, Live | None]) -> None:
-        self.level, self.recent, self.square, self.n, self.nonzero, self.upto, self.live = state
+    def __setstate__(self, state: _State) -> None:
+        (
+            self.level,
+            self.recent,
+            self.square,
+            self.n,
+            self.nonzero,
+            self.upto,
+            self.live,
+            self.model,
+        ) = state
 
     def copy(self) -> Series:
         """A baseline copy without live windows (a new all-regions series starts from it)."""

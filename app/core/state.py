@@ -67,6 +67,13 @@ class EngineConfig:
     category_factor_cap: float = 3.0
     #: ... once the rest of the category expects at least this much over the live span.
     category_min_expected: float = 10.0
+    #: An order series whose recent mean reaches this many units a window gets a River
+    #: challenger for its published forecast (``Challenger``); below half of it, it loses it.
+    dense_volume: float = 5.0
+    #: Windows a challenger must have learned (and been scored on) before it answers.
+    min_learned_sku: int = 24
+    #: SGD learning rate of the challengers (features are standardised).
+    learning_rate: float = 0.01
     #: A stockout order covers the backlog plus this many hours of expected demand.
     stockout_cover_hours: float = 1.0
     #: Failed order ids carried by one stockout trigger.
