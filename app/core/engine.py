@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
@@ -209,7 +210,7 @@ class Engine:
             if state is None:
                 state = self._new_state(sku, event.category, ts)
             elif state.category is None and event.category is not None:
-                state.category = event.category
+                state.category = sys.intern(event.category)
             if ts > state.last_event_at:
                 if ts // DAY_MS != state.last_event_at // DAY_MS:
                     self._note_expiry(sku, ts)
@@ -298,6 +299,7 @@ class Engine:
         frontier = self._frontier
         if frontier == _NO_CLOCK:
             return result
+        self._close_due(result, limit=None)
         for sku in sorted(self._skus):
             state = self._skus[sku]
             for (region, index), series in state.series.items():
@@ -586,6 +588,8 @@ class Engine:
 
     def _new_state(self, sku: str, category: str | None, ts: int) -> SkuState:
         known = self.policy.category_of(sku)
+        if category is not None:
+            category = sys.intern(category)  # one copy per category, not one per SKU
         state = SkuState(category=known if known is not None else category, last_event_at=ts)
         self._skus[sku] = state
         self._note_expiry(sku, ts)
@@ -684,10 +688,18 @@ class Engine:
             return None, None
         return state.series.get((region, index)), state.category
 
-    def _close_due(self, result: StepResult) -> None:
-        """Close the windows the frontier passed: only series that had events in them."""
+    def _close_due(self, result: StepResult, limit: int | None = -1) -> None:
+        """Close the windows the frontier passed: only series that had events in them.
+
+        At most ``limit`` series per call (the config's ``max_closes_per_call`` by
+        default; ``None``: all): a boundary with many active series is spread over the
+        next calls instead of pausing one of them. A window waiting to be closed takes no
+        new events (the frontier passed it) and its volume already counts in live spans.
+        """
+        if limit == -1:
+            limit = self.config.max_closes_per_call
         frontier = self._frontier
-        for ref in self._due.pop_before(frontier):
+        for ref in self._due.pop_before(frontier, limit):
             series, category = self._series_of(ref)  # type: ignore[arg-type]
             if series is not None:
                 self._close_series(series, ref, category, frontier, result)  # type: ignore[arg-type]

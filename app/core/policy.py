@@ -201,10 +201,10 @@ class Policy:
             DEFAULT_SUPPLIER: Supplier(DEFAULT_SUPPLIER, lead_time_hours=24.0, capacity_per_day=1e6)
         }
     )
-    _threshold_cache: dict[tuple[str, str | None, Signal], Thresholds] = field(
+    _threshold_cache: dict[tuple[str | None, str | None, Signal], Thresholds] = field(
         default_factory=dict, repr=False, compare=False
     )
-    _terms_cache: dict[tuple[str, str | None], OrderTerms] = field(
+    _terms_cache: dict[tuple[str | None, str | None], OrderTerms] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -243,6 +243,18 @@ class Policy:
             chain.append(self.categories[category])
         return chain
 
+    def _cache_key(self, sku: str, category: str | None) -> tuple[str | None, str | None]:
+        """What a resolution depends on: the SKU and category only when the policy names them
+        (a long-tail catalogue would otherwise grow the caches by one entry per SKU).
+
+        >>> Policy()._cache_key("K-1", "vouchers")
+        (None, None)
+        """
+        return (
+            sku if sku in self.skus else None,
+            category if category in self.categories else None,
+        )
+
     def thresholds(self, sku: str, category: str | None, signal: Signal) -> Thresholds:
         """Resolved trigger thresholds for one SKU and signal (cached).
 
@@ -250,7 +262,7 @@ class Policy:
         >>> p.thresholds("V-1", "vouchers", Signal.ORDER).margin
         0.5
         """
-        key = (sku, category, signal)
+        key = (*self._cache_key(sku, category), signal)
         cached = self._threshold_cache.get(key)
         if cached is not None:
             return cached
@@ -282,7 +294,7 @@ class Policy:
         >>> p.order_terms("K-1", None).pack_size
         10
         """
-        key = (sku, category)
+        key = self._cache_key(sku, category)
         cached = self._terms_cache.get(key)
         if cached is not None:
             return cached

@@ -74,6 +74,9 @@ class EngineConfig:
     min_learned_sku: int = 24
     #: SGD learning rate of the challengers (features are standardised).
     learning_rate: float = 0.01
+    #: Series closed per call at most; the rest of a busy boundary waits for the next calls
+    #: (about 5 us each: a pause of a few tens of milliseconds, however many SKUs).
+    max_closes_per_call: int = 5_000
     #: A stockout order covers the backlog plus this many hours of expected demand.
     stockout_cover_hours: float = 1.0
     #: Failed order ids carried by one stockout trigger.

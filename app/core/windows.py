@@ -120,7 +120,7 @@ class DueWindows:
     >>> due = DueWindows()
     >>> due.schedule(600, "b"); due.schedule(300, "a"); due.schedule(300, "c")
     >>> list(due.pop_before(601))
-    ['a', 'c', 'b']
+    ['c', 'a', 'b']
     >>> list(due.pop_before(10_000))
     []
     """
@@ -138,12 +138,31 @@ class DueWindows:
             heapq.heappush(self._starts, start)
         refs.append(ref)
 
-    def pop_before(self, frontier: int) -> Iterator[Hashable]:
-        """Every ref scheduled before ``frontier``, oldest window first (may grow meanwhile)."""
-        starts = self._starts
+    def pop_before(self, frontier: int, limit: int | None = None) -> Iterator[Hashable]:
+        """Refs scheduled before ``frontier``, oldest window first (may grow meanwhile).
+
+        At most ``limit`` of them; the rest stay scheduled for the next call. Within a
+        window the order is the reverse of scheduling (deterministic, O(1) a ref).
+
+        >>> due = DueWindows()
+        >>> for ref in "abc":
+        ...     due.schedule(300, ref)
+        >>> list(due.pop_before(600, limit=2)), list(due.pop_before(600))
+        (['c', 'b'], ['a'])
+        """
+        starts, refs_at = self._starts, self._refs
+        left = -1 if limit is None else limit
         while starts and starts[0] < frontier:
-            start = heapq.heappop(starts)
-            yield from self._refs.pop(start, ())
+            start = starts[0]
+            refs = refs_at.get(start)
+            if not refs:
+                heapq.heappop(starts)
+                refs_at.pop(start, None)
+                continue
+            if left == 0:
+                return
+            left -= 1
+            yield refs.pop()
 
     def __len__(self) -> int:
         return sum(len(refs) for refs in self._refs.values())
