@@ -96,6 +96,8 @@ MODEL_INTERMITTENT = "intermittent"
 MODEL_NEW = "new"
 #: A dense series' River challenger answered (it beats the baseline's forecast).
 MODEL_RIVER = "river"
+#: A River challenger's learn-and-predict step costs about this many plain window closes.
+CHALLENGER_COST = 20
 SIGNALS: tuple[Signal, Signal, Signal] = (Signal.SEARCH, Signal.CART_ADD, Signal.ORDER)
 _SEARCH, _CART, _ORDER = 0, 1, 2
 _SIGNAL_INDEX = {Signal.SEARCH: _SEARCH, Signal.CART_ADD: _CART, Signal.ORDER: _ORDER}
@@ -691,18 +693,23 @@ class Engine:
     def _close_due(self, result: StepResult, limit: int | None = -1) -> None:
         """Close the windows the frontier passed: only series that had events in them.
 
-        At most ``limit`` series per call (the config's ``max_closes_per_call`` by
-        default; ``None``: all): a boundary with many active series is spread over the
-        next calls instead of pausing one of them. A window waiting to be closed takes no
-        new events (the frontier passed it) and its volume already counts in live spans.
+        At most ``limit`` units of work per call (the config's ``close_budget_per_call``
+        by default; ``None``: all; a window closed is one unit, a River challenger's step
+        ``CHALLENGER_COST``): a boundary with many active series is spread over the next
+        calls instead of pausing one of them. Counted, not timed, so replays stay exact.
+        A window waiting to be closed takes no new events (the frontier passed it) and its
+        volume already counts in live spans.
         """
         if limit == -1:
-            limit = self.config.max_closes_per_call
+            limit = self.config.close_budget_per_call
         frontier = self._frontier
-        for ref in self._due.pop_before(frontier, limit):
+        spent = 0
+        for ref in self._due.pop_before(frontier):
             series, category = self._series_of(ref)  # type: ignore[arg-type]
             if series is not None:
-                self._close_series(series, ref, category, frontier, result)  # type: ignore[arg-type]
+                spent += self._close_series(series, ref, category, frontier, result)  # type: ignore[arg-type]
+                if limit is not None and spent >= limit:
+                    break
         self._expire(result)
 
     def _close_series(
@@ -712,10 +719,12 @@ class Engine:
         category: str | None,
         frontier: int,
         result: StepResult,
-    ) -> None:
+    ) -> int:
+        """Close a series' windows before ``frontier``; the work done, in budget units."""
         live = series.live
         if live is None:
-            return
+            return 1
+        cost = 0
         sku, region, index = ref
         length = self.config.window_ms
         cells = live.cells
@@ -740,7 +749,9 @@ class Engine:
             forecast = series.recent * factor
             model_name = self._model_name(series)
             challenger = series.model
+            cost += 1
             if challenger is not None:
+                cost += CHALLENGER_COST
                 if challenger.pending_window == start and challenger.answer >= 0.0:
                     forecast, model_name = challenger.answer, MODEL_RIVER
                 challenger.settle(start, cell.units)
@@ -788,12 +799,13 @@ class Engine:
             if sku is not None:
                 result.touched_skus.add(sku)
         if live.cells:
-            return  # a later open cell is scheduled: it will look at this series again
+            return cost or 1  # a later open cell is scheduled: it will look at this series again
         keep = self._span_lengths[-1] * length
         if live.closed_start + keep < frontier:
             series.live = None
         else:  # keep the closed windows for the live spans that reach them, then drop them
             self._schedule(live.closed_start + keep, ref)
+        return cost or 1
 
     def _challenge(
         self, series: Series, sku: str, region: str, target: int, category: str | None

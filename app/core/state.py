@@ -74,9 +74,10 @@ class EngineConfig:
     min_learned_sku: int = 24
     #: SGD learning rate of the challengers (features are standardised).
     learning_rate: float = 0.01
-    #: Series closed per call at most; the rest of a busy boundary waits for the next calls
-    #: (about 5 us each: a pause of a few tens of milliseconds, however many SKUs).
-    max_closes_per_call: int = 5_000
+    #: Work done closing windows per call at most, in window closes (a River challenger's
+    #: step counts as several); the rest of a busy boundary waits for the next calls. About
+    #: 5 us a unit: a pause of a few tens of milliseconds, however many series were active.
+    close_budget_per_call: int = 5_000
     #: A stockout order covers the backlog plus this many hours of expected demand.
     stockout_cover_hours: float = 1.0
     #: Failed order ids carried by one stockout trigger.
