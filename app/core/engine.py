@@ -42,7 +42,7 @@ from app.core.live_check import (
     category_factor,
     relative_error,
     span_units,
-    span_volume,
+    span_volumes,
 )
 from app.core.policy import OrderTerms, Policy, Supplier, Thresholds
 from app.core.routing import ALL_REGIONS, route, route_label
@@ -904,23 +904,17 @@ class Engine:
 
     # ------------------------------------------------------------------ live check
 
-    def _span(
-        self,
-        series: Series,
-        category: str | None,
-        index: int,
-        *,
-        start: int,
-        elapsed: float,
-        windows: int,
-    ) -> SpanVolume:
+    def _spans(
+        self, series: Series, category: str | None, index: int, *, start: int, elapsed: float
+    ) -> list[SpanVolume]:
+        """The series' live spans of every tested length, shortest first."""
         season, clock = self._season, self._clock
-        return span_volume(
+        return span_volumes(
             series,
             lambda at: season.factor(category, index, at, now_ms=clock),
             start=start,
             elapsed=elapsed,
-            windows=windows,
+            lengths=self._span_lengths,
             window_ms=self.config.window_ms,
         )
 
@@ -959,20 +953,29 @@ class Engine:
             for name in (SHOP, state.category)
             if name is not None and (total := self._categories.get((name, index))) is not None
         ]
-        for windows in spans:
-            whole_span = self._span(
-                whole, state.category, index, start=start, elapsed=elapsed, windows=windows
+        whole_spans = self._spans(whole, state.category, index, start=start, elapsed=elapsed)
+        group_spans = [
+            self._spans(total, name, index, start=start, elapsed=elapsed) for name, total in groups
+        ]
+        region_spans = {
+            region: (
+                self._spans(series, state.category, index, start=start, elapsed=elapsed)
+                if several
+                else whole_spans
             )
+            for region in state.regions
+            if (series := state.series.get((region, index))) is not None
+        }
+        for position in range(len(spans)):
+            whole_span = whole_spans[position]
             if whole_span.effective < rules.min_volume:
                 continue
             lift = 1.0
-            for name, total in groups:  # the whole shop or the whole category moving is normal
+            for group in group_spans:  # the whole shop or the whole category moving is normal
                 lift = max(
                     lift,
                     category_factor(
-                        self._span(
-                            total, name, index, start=start, elapsed=elapsed, windows=windows
-                        ),
+                        group[position],
                         whole_span,
                         cap=cfg.category_factor_cap,
                         min_expected=cfg.category_min_expected,
@@ -980,18 +983,10 @@ class Engine:
                 )
             by_region: dict[str, SpanVolume] = {}
             found: dict[str, Assessment] = {}
-            for region in state.regions:
-                series = state.series.get((region, index))
-                if series is None:
-                    continue
-                span = (
-                    self._span(
-                        series, state.category, index, start=start, elapsed=elapsed, windows=windows
-                    )
-                    if several
-                    else whole_span
-                )
+            for region, region_span in region_spans.items():
+                span = region_span[position]
                 by_region[region] = span
+                series = state.series[(region, index)]
                 seen = self._assess(series, region, span, lift=lift, rules=rules, evidence=evidence)
                 if seen is not None:
                     found[region] = seen

@@ -149,6 +149,22 @@ def span_volume(
     >>> v.units, v.expected, v.span  # 2 idle windows + half of this one
     (30.0, 25.0, 2.5)
     """
+    (volume,) = span_volumes(
+        series, season, start=start, elapsed=elapsed, lengths=(windows,), window_ms=window_ms
+    )
+    return volume
+
+
+def span_volumes(
+    series: Series,
+    season: Callable[[int], float],
+    *,
+    start: int,
+    elapsed: float,
+    lengths: tuple[int, ...],
+    window_ms: int,
+) -> list[SpanVolume]:
+    """:func:`span_volume` for several span lengths (ascending) in one pass back in time."""
     live = series.live
     level = series.level
     factor = season(start)
@@ -162,29 +178,42 @@ def span_volume(
     if cell is not None:
         effective, units, shoppers = cell.effective(), cell.units, cell.distinct()
         first, last = cell.first_ts, cell.last_ts
-    for back in range(1, windows):
-        at = start - back * window_ms
-        cell = cells.get(at)
-        if cell is not None:
-            expected += level * season(at)
-            effective += cell.effective()
-            units += cell.units
-            shoppers += cell.distinct()
-            first, last = min(first, cell.first_ts), max(last, cell.last_ts)
-            continue
-        window = closed.get(at)
-        if window is not None:
-            expected += window.expected
-            effective += window.effective
-            units += window.units
-            shoppers += window.shoppers
-            first, last = min(first, window.first_ts), max(last, window.last_ts)
-        else:  # nothing sold in that window: only its expectation counts
-            expected += level * season(at)
-    covered = max(last - first, 0)
-    return SpanVolume(
-        effective, units, expected, windows - 1 + elapsed, shoppers, level * factor, covered
-    )
+    out: list[SpanVolume] = []
+    per_window = level * factor
+    back = 1
+    for windows in lengths:
+        while back < windows:
+            at = start - back * window_ms
+            back += 1
+            cell = cells.get(at)
+            if cell is not None:
+                expected += level * season(at)
+                effective += cell.effective()
+                units += cell.units
+                shoppers += cell.distinct()
+                first, last = min(first, cell.first_ts), max(last, cell.last_ts)
+                continue
+            window = closed.get(at)
+            if window is not None:
+                expected += window.expected
+                effective += window.effective
+                units += window.units
+                shoppers += window.shoppers
+                first, last = min(first, window.first_ts), max(last, window.last_ts)
+            else:  # nothing sold in that window: only its expectation counts
+                expected += level * season(at)
+        out.append(
+            SpanVolume(
+                effective,
+                units,
+                expected,
+                windows - 1 + elapsed,
+                shoppers,
+                per_window,
+                max(last - first, 0),
+            )
+        )
+    return out
 
 
 def span_units(live: Live, start: int, window_ms: int, windows: int) -> float:
