@@ -190,7 +190,8 @@ class Engine:
                 first_ts - first_ts % length + (length if first_ts % length else 0)
             )
         skus, season, categories = self._skus, self._season, self._categories
-        touched: dict[tuple[str, int], int] = {}
+        # (sku, signal, window start) -> the latest event time the batch brought there
+        touched: dict[tuple[str, int, int], int] = {}
         stockouts: dict[str, list[OrderEvent]] = {}
         counted = late = 0
         for event in events:
@@ -243,14 +244,14 @@ class Engine:
                     self._open(total, start, (None, group, index), result)
                 cell.units += qty
                 cell.events += 1
-            key = (sku, index)
+            key = (sku, index, start)
             if touched.get(key, _NO_CLOCK) < ts:
                 touched[key] = ts
             counted += 1
         self._clock, self._frontier = clock, frontier
         result.counted += counted
         result.late += late
-        result.touched_skus.update(sku for sku, _ in touched)
+        result.touched_skus.update(sku for sku, _, _ in touched)
 
         for sku, failures in stockouts.items():
             if sku not in skus:
@@ -261,8 +262,15 @@ class Engine:
         decided_at = now_ms if now_ms is not None else clock
         for sku in sorted(stockouts):
             self._decide_stockout(sku, stockouts[sku], decided_at, result)
-        for sku, index in sorted(touched):
-            self._live_check(sku, index, touched[(sku, index)], decided_at, result)
+        for sku, index, start in sorted(touched):  # every window the batch brought events to
+            self._live_check(
+                sku,
+                index,
+                start=start,
+                last_ts=touched[(sku, index, start)],
+                decided_at=decided_at,
+                result=result,
+            )
         result.touched_skus -= result.expired_skus
         return result
 
@@ -919,13 +927,21 @@ class Engine:
         )
 
     def _live_check(
-        self, sku: str, index: int, last_ts: int, decided_at: int, result: StepResult
+        self,
+        sku: str,
+        index: int,
+        *,
+        start: int,
+        last_ts: int,
+        decided_at: int,
+        result: StepResult,
     ) -> None:
-        """Check one (SKU, signal) the batch touched; decide a surge if the evidence holds.
+        """Check one (SKU, signal) window the batch touched; decide a surge if the evidence holds.
 
-        Spans of a few lengths are tested, shortest first (a sharp surge fires on the
-        shortest, a slow-building one on a longer span with more evidence); the evidence
-        bar is split between them.
+        Spans of a few lengths ending with that window are tested, shortest first (a sharp
+        surge fires on the shortest, a slow-building one on a longer span with more
+        evidence); the evidence bar is split between them. A window the clock has passed
+        (a batch spanning several windows, a replayed backlog) is judged whole.
         """
         state = self._skus.get(sku)
         if state is None:
@@ -938,7 +954,6 @@ class Engine:
             return
         rules = self.policy.thresholds(sku, state.category, signal)
         length = cfg.window_ms
-        start = clock - clock % length
         whole = state.whole(index)
         if whole is None or whole.live is None or whole.n < cfg.min_history_windows:
             return

@@ -178,6 +178,10 @@ def span_volumes(
     if cell is not None:
         effective, units, shoppers = cell.effective(), cell.units, cell.distinct()
         first, last = cell.first_ts, cell.last_ts
+    elif (done := closed.get(start)) is not None:  # judged after its window closed
+        effective, units, shoppers = done.effective, done.units, done.shoppers
+        expected = done.expected * elapsed
+        first, last = done.first_ts, done.last_ts
     out: list[SpanVolume] = []
     per_window = level * factor
     back = 1
@@ -225,7 +229,7 @@ def span_units(live: Live, start: int, window_ms: int, windows: int) -> float:
     """
     cells, closed = live.cells, live.closed
     units = 0.0
-    for back in range(windows):
+    for back in range(windows):  # the window at ``start`` included, open or closed
         at = start - back * window_ms
         cell = cells.get(at)
         if cell is not None:
