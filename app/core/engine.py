@@ -1019,7 +1019,7 @@ class Engine:
             series = whole if region == ALL_REGIONS else state.series[(region, index)]
             if series.live is not None:
                 series.live.surging = True
-        if whole_span.covered_ms < min(cfg.persistence_ms, length):
+        if whole_span.covered_ms < min(cfg.persistence_ms, length // 2):
             return  # one instant's burst: wait until the volume has kept coming
         excess = {region: span.units - span.expected * lift for region, span in by_region.items()}
         region, warehouse = route(excess, self.policy)

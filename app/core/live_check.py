@@ -248,13 +248,14 @@ def relative_error(
 
     Three parts: the sampling error of a weighted mean over the windows it has seen
     (dispersion / (level x effective windows)), a wide prior that fades as nonzero windows
-    come in, and a floor for what the seasonal shape gets wrong.
+    come in (gone after ``prior_windows`` of them), and a floor for what the seasonal
+    shape gets wrong.
 
     >>> s = Series(upto=0); s.level, s.n, s.nonzero = 20.0, 1000, 1000
     >>> round(relative_error(s, prior=0.5, prior_windows=6, floor=0.1, alpha=0.01), 4)
-    0.1013
+    0.1012
     """
     effective_windows = min(series.n, 2.0 / alpha) or 1.0
     sampling = series.dispersion() / (max(series.level, 1e-9) * effective_windows)
-    fade = prior_windows / (prior_windows + series.nonzero)
+    fade = max(0.0, 1.0 - series.nonzero / prior_windows) if prior_windows > 0 else 0.0
     return math.sqrt(min(sampling, 1.0) + (prior * fade) ** 2 + floor**2)

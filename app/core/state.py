@@ -58,9 +58,9 @@ class EngineConfig:
     #: Relative error of the level never assumed below this.
     floor_relative_error: float = 0.1
     #: The live span's volume must have come in over at least this much event time (a
-    #: burst in one instant does not fire, however many rows it has); at most a window.
+    #: burst in one instant does not fire, however many rows it has); at most half a window.
     persistence_ms: int = 120_000
-    #: The longest live span (event time back from now): spans of 2, 4 and this many
+    #: The longest live span (event time back from now): spans of 1, 2, 4 and this many
     #: windows are tested (2 at least; at most 24 windows).
     live_span_ms: int = HOUR_MS
     #: A whole category running ahead lifts a SKU's expectation by up to this factor.
@@ -121,10 +121,10 @@ class EngineConfig:
         """Live spans tested, in windows (the current one included), shortest first.
 
         >>> EngineConfig().span_lengths(), EngineConfig(window_ms=HOUR_MS).span_lengths()
-        ((2, 4, 12), (2,))
+        ((1, 2, 4, 12), (1, 2))
         """
         longest = min(max(2, -(-self.live_span_ms // self.window_ms)), 24)
-        return tuple(sorted({n for n in (2, 4, longest) if n <= longest}))
+        return tuple(sorted({n for n in (1, 2, 4, longest) if n <= longest}))
 
     def forecast_alpha(self) -> float:
         """Weight of one window in a series' published forecast.
