@@ -56,7 +56,7 @@ class EngineConfig:
     #: Nonzero windows over which that prior fades.
     prior_windows: int = 6
     #: Relative error of the level never assumed below this.
-    floor_relative_error: float = 0.1
+    floor_relative_error: float = 0.05
     #: The live span's volume must have come in over at least this much event time (a
     #: burst in one instant does not fire, however many rows it has); at most half a window.
     persistence_ms: int = 120_000

@@ -1,4 +1,8 @@
-"""The live check: surges trigger in the batch that crosses the bar; stockouts at once."""
+"""The live check: surges trigger in the batch that completes the evidence; stockouts at once.
+
+Surges here come in over at least half a window of event time (the persistence rule: a
+burst in one instant never fires, however many rows it has; see test_engine_v2.py).
+"""
 
 from __future__ import annotations
 
@@ -37,28 +41,37 @@ def test_a_surge_triggers_in_the_very_batch_that_crosses_the_margin(
     engine = make_engine()
     _steady_orders(engine)
     window = T0 + 10 * MINUTE
-    # Half-way through the window 20 x 0.5 = 10 orders are expected.
-    at_par = engine.process(_orders("A", window + 29_990, 10, "par"))  # 10 vs 10
-    assert at_par.triggers == []
+    # Steady for the first half of the window: 20 x 0.45 = 9 orders expected at 27 s.
+    steady = [
+        OrderEvent(window + i * 3_000, "A", f"par-{i}", OrderStatus.PAID, region="east")
+        for i in range(10)
+    ]
+    assert engine.process(steady).triggers == []  # 10 vs 9
     below_margin = engine.process(_orders("A", window + 30_000, 2, "low"))  # 12 vs 10: +20 %
     assert below_margin.triggers == []
     crossing = engine.process(_orders("A", window + 30_100, 30, "surge"))  # 42 vs ~10
     assert [t.reason for t in crossing.triggers] == [TriggerReason.ORDER_SURGE]
     trigger = crossing.triggers[0]
-    assert trigger.observed == 42
+    assert trigger.observed == 42  # the current window alone already holds the evidence
     assert trigger.forecast == round(20 * 30_129 / 60_000, 3)
-    assert trigger.model == "ewma"
+    assert trigger.model == "seasonal"
     assert trigger.window_start == window and trigger.window_end == window + MINUTE
-    assert window + 30_100 <= trigger.first_event_at <= window + 30_129
+    assert trigger.first_event_at == window + 30_129  # the last event the evidence needed
     assert trigger.decided_at == window + 30_129  # the event clock (no now_ms)
-    assert "orders 42 vs 10 expected (+318 %) in east since" in trigger.explanation
+    assert "orders 42 vs 10 expected (+318 %) from 42 shoppers in east since" in (
+        trigger.explanation
+    )
     assert trigger.explanation.endswith("to WH-east, lead time 0.1 h")
 
 
 def test_now_ms_stamps_decided_at(make_engine: Callable[..., Engine]) -> None:
     engine = make_engine()
     _steady_orders(engine)
-    result = engine.process(_orders("A", T0 + 10 * MINUTE + 30_000, 60, "s"), now_ms=42)
+    spread = [
+        OrderEvent(T0 + 10 * MINUTE + i * 520, "A", f"s-{i}", OrderStatus.PAID, region="east")
+        for i in range(60)
+    ]
+    result = engine.process(spread, now_ms=42)
     assert result.triggers[0].decided_at == 42
 
 
@@ -72,17 +85,20 @@ def test_no_trigger_without_enough_volume_or_evidence(make_engine: Callable[...,
 
 def test_searches_have_the_highest_bar(make_engine: Callable[..., Engine]) -> None:
     engine = make_engine()
+    steady = "CDEFGHIJKL"  # the rest of the shop, unchanged (a whole shop rising is normal)
     for w in range(60):  # an hour of exact history: the forecast error is known to be small
         start = T0 + w * MINUTE
         engine.process(
-            [SearchEvent(start + i * 2_900, sku) for sku in "AB" for i in range(20)]
-            + [CartAddEvent(start + i * 2_900, sku) for sku in "AB" for i in range(20)]
+            [SearchEvent(start + i * 2_900, sku) for sku in "AB" + steady for i in range(20)]
+            + [CartAddEvent(start + i * 2_900, sku) for sku in "AB" + steady for i in range(20)]
         )
-    start = T0 + 60 * MINUTE + 59_000  # near the end of the window: 20 of each expected
+    start = T0 + 60 * MINUTE + 1_000  # spread over the window: about 20 of each expected
     result = engine.process(
-        [SearchEvent(start + i, "A") for i in range(48)]
-        + [CartAddEvent(start + i, "A") for i in range(48)]
-        + [SearchEvent(start + i, "B") for i in range(60)]
+        [SearchEvent(start + i * 1_200, "A") for i in range(48)]
+        + [CartAddEvent(start + i * 1_200, "A") for i in range(48)]
+        + [SearchEvent(start + i * 950, "B") for i in range(60)]
+        + [SearchEvent(start + i * 2_900, sku) for sku in steady for i in range(20)]
+        + [CartAddEvent(start + i * 2_900, sku) for sku in steady for i in range(20)]
     )
     # +140 % on A's searches and cart adds: only cart adds (margin 30 %, min 20) trigger;
     # searches need 50 at least. Three times the usual searches on B clear their bar.
@@ -104,7 +120,7 @@ def test_cooldown_blocks_the_same_reason_until_it_ends(make_engine: Callable[...
         ]
         batch += _orders("A", start + 30_000, surges.get(w, STEADY // 2), f"s{w}")
         if w == 11:  # a different reason is not blocked by the order cooldown
-            batch += [CartAddEvent(start + 30_001 + i, "A", region="east") for i in range(80)]
+            batch += [CartAddEvent(start + i * 500, "A", region="east") for i in range(80)]
         fired[w] = [t.reason for t in engine.process(batch).triggers]
     assert fired[10] == [TriggerReason.ORDER_SURGE]
     assert fired[11] == [TriggerReason.CART_SURGE]  # the order surge is inside its cooldown
@@ -158,8 +174,12 @@ def test_a_surge_confined_to_a_window_the_same_batch_closes_still_triggers(
     window = T0 + 10 * MINUTE
     # One batch: a surge confined to one window (60 vs 20 a window), then steady orders
     # of the next two windows, whose first event already closes the surge window.
+    surge = [
+        OrderEvent(window + 20_000 + i * 600, "A", f"surge-{i}", OrderStatus.PAID, region="east")
+        for i in range(60)
+    ]
     batch = (
-        _orders("A", window + 20_000, 60, "surge")
+        surge
         + _orders("A", window + MINUTE + 1_000, STEADY, "next")
         + _orders("A", window + 2 * MINUTE + 1_000, STEADY, "after")
     )
@@ -170,8 +190,8 @@ def test_a_surge_confined_to_a_window_the_same_batch_closes_still_triggers(
     (trigger,) = result.triggers
     # Checked as a whole window before it closed: 60 vs the full window's 20.
     assert (trigger.window_start, trigger.observed, trigger.forecast) == (window, 60, 20)
-    # Stamped at the order that crossed the bar, inside the surge (not at the batch's end).
-    assert window + 20_025 < trigger.first_event_at < window + 20_060
+    # Stamped at the window's last event the batch brought (not at the batch's end).
+    assert trigger.first_event_at == window + 20_000 + 59 * 600
     # Cut anywhere else, the same decision carries the same id.
     for cut in (60, 61, 80):
         engine = make_engine()
@@ -188,7 +208,11 @@ def test_a_surge_window_passed_over_by_a_late_batch_is_checked_before_it_closes(
     engine = make_engine()
     _steady_orders(engine)
     window = T0 + 10 * MINUTE
-    batch = _orders("A", window + 5_000, 50, "surge") + _orders("A", window + 5 * MINUTE, 1, "x")
+    surge = [
+        OrderEvent(window + 5_000 + i * 650, "A", f"surge-{i}", OrderStatus.PAID, region="east")
+        for i in range(50)
+    ]
+    batch = surge + _orders("A", window + 5 * MINUTE, 1, "x")
     (trigger,) = engine.process(batch).triggers
     assert (trigger.window_start, trigger.observed, trigger.reason) == (
         window,
