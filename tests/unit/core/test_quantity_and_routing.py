@@ -3,8 +3,8 @@
 Policy (conftest): supplier S-12 delivers in 0.1 h (= 6 one-minute windows) and ships
 200,000 a day (833 within the lead time, 830 in packs of 10); SLOW-1 uses S-slow:
 6 h lead time, 4,800 a day (1,200 within the lead time). Packs of 10, min 10, max 5,000.
-Steady traffic is exact, so forecasts are exact, the forecast error is 0 and so is the
-safety stock, and the quantity is
+Steady traffic is exact, so forecasts are exact, and the quantity (no safety stock on a
+surge) is
 
     (observed - elapsed x forecast) / max(elapsed, 1 / 2)     excess rate per window
     x h / ln 2 x (1 - 2^(-L / h)) / window                    surge windows (half-life h)
@@ -63,11 +63,22 @@ def _steady(engine: Engine, sku: str, regions: tuple[str, ...], per_window: int 
 
 
 def _surge(engine: Engine, sku: str, per_region: dict[str, int]) -> list[Trigger]:
-    batch = [
-        OrderEvent(HALF_WAY, sku, f"s{r}{i}", OrderStatus.PAID, region=r)
-        for r, count in per_region.items()
-        for i in range(count)
-    ]
+    """The surge's orders spread evenly over the first half of the window (the last at
+    half-way: the elapsed share is exactly 0.5, and they came in over half a window)."""
+    batch = sorted(
+        (
+            OrderEvent(
+                SURGE_WINDOW + (HALF_WAY - SURGE_WINDOW) * i // (count - 1),
+                sku,
+                f"s{r}{i}",
+                OrderStatus.PAID,
+                region=r,
+            )
+            for r, count in per_region.items()
+            for i in range(count)
+        ),
+        key=lambda event: event.ts,
+    )
     return engine.process(batch).triggers
 
 
@@ -87,7 +98,7 @@ def test_quantity_is_excess_over_the_lead_time(make_engine: Callable[..., Engine
 def test_an_early_bulky_surge_is_extrapolated_at_most_twofold(
     make_engine: Callable[..., Engine],
 ) -> None:
-    engine = make_engine()
+    engine = make_engine(persistence_ms=0)  # a burst at once, to test the bound alone
     _steady(engine, "A", ("east",))
     early = SURGE_WINDOW + 3_000  # 5 % into the window; the check's floor makes it 10 %
     batch = [OrderEvent(early, "A", f"s{i}", OrderStatus.PAID, region="east") for i in range(60)]
