@@ -149,9 +149,9 @@ class Engine:
         # (category, signal index) -> the category's total, for "the whole category moved"
         self._categories: dict[tuple[str, int], Series] = {}
         # window start -> series with an open cell (or kept closed windows) there
-        self._due = DueWindows()
+        self._due = DueWindows(order=_ref_order)
         # day -> SKUs whose last event was that day (retention checks)
-        self._expiry = ExpiryWheel(DAY_MS)
+        self._expiry = ExpiryWheel(self._expiry_bucket_ms())
         self._carry = StepResult()
 
     # ------------------------------------------------------------------ public surface
@@ -215,7 +215,7 @@ class Engine:
             elif state.category is None and event.category is not None:
                 state.category = sys.intern(event.category)
             if ts > state.last_event_at:
-                if ts // DAY_MS != state.last_event_at // DAY_MS:
+                if ts // self._expiry.day_ms != state.last_event_at // self._expiry.day_ms:
                     self._note_expiry(sku, ts)
                 state.last_event_at = ts
             index = _SIGNAL_INDEX[signal]
@@ -353,7 +353,7 @@ class Engine:
             return None
         start = self._current_window()
         factor = self._season.factor(state.category, index, start, now_ms=self._clock)
-        return series.recent * factor, self._model_name(series)
+        return self._recent_now(series) * factor, self._model_name(series)
 
     def expected_demand(self, sku: str, hours: float, region: str | None = None) -> float:
         """Order units the baseline expects over ``hours`` (0 for an unknown SKU)."""
@@ -363,7 +363,7 @@ class Engine:
         series = state.whole(_ORDER) if region is None else state.series.get((region, _ORDER))
         if series is None or series.n == 0:
             return 0.0
-        return series.recent * hours * HOUR_MS / self.config.window_ms
+        return self._recent_now(series) * hours * HOUR_MS / self.config.window_ms
 
     def forecast_error(self, sku: str, signal: Signal = Signal.ORDER) -> float | None:
         """Standard deviation of a window's volume around the baseline (all regions)."""
@@ -588,6 +588,18 @@ class Engine:
 
     # ------------------------------------------------------------------ counting and closing
 
+    def _expiry_bucket_ms(self) -> int:
+        """Granularity of the retention checks: a day, or a quarter of a short retention."""
+        return max(self.config.window_ms, min(DAY_MS, self.config.retention_span_ms() // 4))
+
+    def _recent_now(self, series: Series) -> float:
+        """A series' short-memory mean as of the current window, idle windows folded in."""
+        live = series.live
+        if live is not None and live.cells:
+            return series.recent  # open windows: nothing idle to fold yet
+        idle = (self._current_window() - series.upto) // self.config.window_ms
+        return series.recent_after(idle, fast=self._fast)
+
     def _take_carry(self) -> StepResult:
         carried, self._carry = self._carry, StepResult()
         return carried
@@ -713,9 +725,9 @@ class Engine:
         frontier = self._frontier
         spent = 0
         for ref in self._due.pop_before(frontier):
-            series, category = self._series_of(ref)  # type: ignore[arg-type]
+            series, category = self._series_of(ref)
             if series is not None:
-                spent += self._close_series(series, ref, category, frontier, result)  # type: ignore[arg-type]
+                spent += self._close_series(series, ref, category, frontier, result)
                 if limit is not None and spent >= limit:
                     break
         self._expire(result)
@@ -764,7 +776,7 @@ class Engine:
                     forecast, model_name = challenger.answer, MODEL_RIVER
                 challenger.settle(start, cell.units)
             if start >= self._first_full_window:
-                outlier = (
+                outlier = series.n >= self.config.min_history_windows and (
                     cell.units
                     > expected + 4.0 * math.sqrt(max(expected, 1.0) * series.dispersion()) + 2.0
                 )
@@ -888,10 +900,10 @@ class Engine:
     def _expire(self, result: StepResult) -> None:
         """Forget SKUs idle past their retention with nothing in flight."""
         retention = self.config.retention_span_ms()
-        horizon_day = (self._clock - retention) // DAY_MS
-        for day, sku in self._expiry.pop_before(horizon_day):
+        bucket = self._expiry.day_ms
+        for day, sku in self._expiry.pop_before((self._clock - retention) // bucket):
             state = self._skus.get(sku)
-            if state is None or state.last_event_at // DAY_MS != day:
+            if state is None or state.last_event_at // bucket != day:
                 continue  # gone, or it sold again since (noted on that later day)
             if self._clock - state.last_event_at <= retention:
                 continue
@@ -1238,6 +1250,12 @@ class Engine:
             lead_time_ms=lead_time_ms,
         )
         ledger.expire(at_ms)
+
+
+def _ref_order(ref: _SeriesRef) -> tuple[str, str, int]:
+    """Closing order within a window: SKUs by name, then the category and shop totals."""
+    sku, region, index = ref
+    return (sku if sku is not None else "\uffff", region, index)
 
 
 def _units_at(series: Series, start: int) -> float:

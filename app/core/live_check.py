@@ -185,8 +185,9 @@ def span_volumes(
     out: list[SpanVolume] = []
     per_window = level * factor
     back = 1
+    reach = series.n + 1  # windows before the series began are not expected to have sold
     for windows in lengths:
-        while back < windows:
+        while back < min(windows, reach):
             at = start - back * window_ms
             back += 1
             cell = cells.get(at)
@@ -211,7 +212,7 @@ def span_volumes(
                 effective,
                 units,
                 expected,
-                windows - 1 + elapsed,
+                min(windows, reach) - 1 + elapsed,
                 shoppers,
                 per_window,
                 max(last - first, 0),

@@ -148,6 +148,17 @@ class Series:
         self.square *= factor
         self.n += k
 
+    def recent_after(self, k: int, *, fast: float) -> float:
+        """``recent`` after ``k`` more empty windows, without folding them.
+
+        >>> s = Series(upto=0); s.recent, s.n = 8.0, 100
+        >>> s.recent_after(3, fast=0.5), s.recent
+        (1.0, 8.0)
+        """
+        if k <= 0:
+            return self.recent
+        return self.recent * _decay(self.n, k, fast)
+
     def skipped_sum(self, k: int, *, alpha: float) -> float:
         """Sum of ``recent`` over the next ``k`` empty windows (their forecasts / season).
 

@@ -14,9 +14,9 @@ fell on it.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 #: Distinct shoppers tracked per window exactly; beyond that every event counts as new.
 MAX_TRACKED_SHOPPERS = 64
@@ -117,38 +117,45 @@ class Live:
 class DueWindows:
     """Window starts with work waiting, and the series that have it.
 
+    Within a window, refs come out in a fixed order (``order`` of each ref, ascending),
+    whatever order they were scheduled in: a restored engine closes a boundary's series
+    exactly as one that never stopped.
+
     >>> due = DueWindows()
-    >>> due.schedule(600, "b"); due.schedule(300, "a"); due.schedule(300, "c")
+    >>> due.schedule(600, "b"); due.schedule(300, "c"); due.schedule(300, "a")
     >>> list(due.pop_before(601))
-    ['c', 'a', 'b']
+    ['a', 'c', 'b']
     >>> list(due.pop_before(10_000))
     []
     """
 
-    __slots__ = ("_refs", "_starts")
+    __slots__ = ("_draining", "_order", "_refs", "_starts")
 
-    def __init__(self) -> None:
-        self._refs: dict[int, list[Hashable]] = {}
+    def __init__(self, order: Callable[[Any], Any] | None = None) -> None:
+        self._refs: dict[int, list[Any]] = {}
         self._starts: list[int] = []
+        self._order = order
+        self._draining = -1  # the window whose refs are sorted and being taken
 
     def schedule(self, start: int, ref: Hashable) -> None:
         refs = self._refs.get(start)
         if refs is None:
             refs = self._refs[start] = []
             heapq.heappush(self._starts, start)
+        elif start == self._draining:
+            self._draining = -1  # sort again before taking more
         refs.append(ref)
 
-    def pop_before(self, frontier: int, limit: int | None = None) -> Iterator[Hashable]:
+    def pop_before(self, frontier: int, limit: int | None = None) -> Iterator[Any]:
         """Refs scheduled before ``frontier``, oldest window first (may grow meanwhile).
 
-        At most ``limit`` of them; the rest stay scheduled for the next call. Within a
-        window the order is the reverse of scheduling (deterministic, O(1) a ref).
+        At most ``limit`` of them; the rest stay scheduled for the next call.
 
         >>> due = DueWindows()
-        >>> for ref in "abc":
+        >>> for ref in "cab":
         ...     due.schedule(300, ref)
         >>> list(due.pop_before(600, limit=2)), list(due.pop_before(600))
-        (['c', 'b'], ['a'])
+        (['a', 'b'], ['c'])
         """
         starts, refs_at = self._starts, self._refs
         left = -1 if limit is None else limit
@@ -161,6 +168,9 @@ class DueWindows:
                 continue
             if left == 0:
                 return
+            if start != self._draining:  # taken from the end: sort descending
+                refs.sort(key=self._order, reverse=True)
+                self._draining = start
             left -= 1
             yield refs.pop()
 

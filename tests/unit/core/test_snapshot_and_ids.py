@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -89,7 +91,7 @@ def test_a_restored_engine_decides_exactly_like_one_that_never_stopped() -> None
         for sku in steady.skus()
         if steady.forecast(sku) is not None  # type: ignore[index]
     }
-    assert "sku" in models  # the snapshot carries trained River models
+    assert "seasonal" in models  # the snapshot carries learned baselines
 
     restarted = Engine(Policy.default(), CONFIG)
     restarted.restore_shared(steady.snapshot_shared())
@@ -100,7 +102,8 @@ def test_a_restored_engine_decides_exactly_like_one_that_never_stopped() -> None
     after_restart = _run(restarted, batches[cut:])
     assert after_steady.triggers, "decisions after the cut are compared"
     assert after_restart.triggers == after_steady.triggers
-    assert after_restart.forecasts == after_steady.forecasts
+    # The same records (a restored engine may close a boundary's series in another order).
+    assert Counter(after_restart.forecasts) == Counter(after_steady.forecasts)
     assert restarted.skus() == steady.skus()
     for sku in steady.skus():
         for signal in Signal:
@@ -112,7 +115,9 @@ def test_snapshot_is_small_and_checked() -> None:
     engine = Engine(Policy.default(), CONFIG)
     _run(engine, _stream(windows=30))
     sizes = [len(engine.snapshot(sku)) for sku in engine.skus()]
-    assert max(sizes) < 16_000  # a few KB per SKU
+    # A few KB per active series: open windows, the windows a live span reaches, and a
+    # River challenger where the series is dense.
+    assert max(sizes) < 24_000
     with pytest.raises(ValueError, match="not a snapshot of SKU 'SKU-2'"):
         engine.restore("SKU-2", engine.snapshot("SKU-1"))
     with pytest.raises(KeyError):

@@ -15,13 +15,14 @@ D0 = 1_699_920_000_000  # a UTC midnight (2023-11-14)
 
 
 def test_retention_is_at_least_fourteen_windows() -> None:
-    assert EngineConfig().retention_span_ms() == 2 * DAY  # 5-minute windows: 2 days
-    assert EngineConfig(window_ms=DAY).retention_span_ms() == 14 * DAY
+    assert EngineConfig().retention_span_ms() == 28 * DAY  # a slow mover keeps its baseline
+    assert EngineConfig(window_ms=7 * DAY).retention_span_ms() == 14 * 7 * DAY
     assert EngineConfig(window_ms=DAY, retention_ms=30 * DAY).retention_span_ms() == 30 * DAY
 
 
 def test_one_sale_at_daily_windows_decays_smoothly_and_is_remembered() -> None:
-    engine = Engine(config=EngineConfig(window_ms=DAY, grace_ms=0))
+    config = EngineConfig(window_ms=DAY, grace_ms=0, retention_ms=14 * DAY)
+    engine = Engine(config=config)
     engine.process([SearchEvent(D0, "other")])  # the engine's first full window is D0
     sale_day = D0 + 3 * DAY
     engine.process([OrderEvent(sale_day + 5 * 3_600_000, "A", "o1", OrderStatus.PAID)])
@@ -31,14 +32,17 @@ def test_one_sale_at_daily_windows_decays_smoothly_and_is_remembered() -> None:
         known = engine.forecast("A")
         assert known is not None
         forecasts.append(known[0])
-    # The level is a running mean over the first 10 windows, then an EWMA (alpha 0.1):
-    # 1, 1/2, 1/3, ..., 1/10, then x 0.9 a window: never 0, always falling.
-    assert forecasts[:3] == pytest.approx([1.0, 0.5, 1 / 3])
-    assert forecasts[9] == pytest.approx(0.1) and forecasts[12] == pytest.approx(0.1 * 0.9**3)
+    # The published forecast (a short-memory mean, half a daily window's weight) starts
+    # at half the sale and halves every quiet day, folded in closed form without closing
+    # those windows: never 0, always falling.
+    assert forecasts[0] == pytest.approx(0.5)
+    assert forecasts[12] == pytest.approx(0.5**13)
     assert all(0 < later < earlier for earlier, later in itertools.pairwise(forecasts))
-    assert "A" in engine.skus()  # 13 idle days: still known (2 days would have forgotten it)
+    # The slow baseline counted the three days the engine watched A sell nothing.
+    assert engine.expected_demand("A", hours=24) == pytest.approx(0.5**13)
+    assert "A" in engine.skus()  # 13 idle days: still known
     engine.advance(sale_day + 16 * DAY)
-    assert "A" not in engine.skus()  # more than 14 windows without events: forgotten
+    assert "A" not in engine.skus()  # more than 14 days without events: forgotten
 
 
 def test_a_shared_model_correcting_downwards_cannot_zero_a_sparse_forecast() -> None:

@@ -79,15 +79,24 @@ def test_lateness_is_judged_in_arrival_order_so_batching_does_not_change_counts(
     assert whole[2] > 0  # the test does exercise lateness
 
 
-def test_advance_closes_idle_windows_with_zero_volume() -> None:
+def test_advance_closes_windows_with_events_and_folds_idle_ones_once() -> None:
     engine = Engine(Policy.default(), EngineConfig(window_ms=MINUTE, grace_ms=0))
     for minute in range(3):
         engine.process([OrderEvent(T0 + minute * MINUTE, "A", f"o{minute}", OrderStatus.PAID)])
     result = engine.advance(T0 + 6 * MINUTE)
     orders = [r for r in result.forecasts if r.signal is Signal.ORDER]
-    assert [r.actual for r in orders] == [1.0, 0.0, 0.0, 0.0]
-    assert result.windows_closed == 4
+    # Only the window with an event closes; the idle ones cost nothing yet.
+    assert [(r.window_start - T0, r.actual) for r in orders] == [(2 * MINUTE, 1.0)]
+    assert result.windows_closed == 2  # A's order series and the whole shop's order total
     assert engine.watermark_ms == T0 + 6 * MINUTE
+    # At the end of a replay the three idle windows fold at once: one record for them.
+    (idle,) = [r for r in engine.flush().forecasts if r.signal is Signal.ORDER]
+    assert (idle.window_start - T0, idle.window_end - T0, idle.actual) == (
+        3 * MINUTE,
+        6 * MINUTE,
+        0.0,
+    )
+    assert idle.forecast > 0
 
 
 def test_idle_skus_expire_after_retention() -> None:
