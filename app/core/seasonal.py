@@ -82,7 +82,7 @@ class Profile:
     ...     for _ in range(10):
     ...         p.add(day * DAY_MS + 18 * HOUR_MS)
     ...     p.add(day * DAY_MS + 3 * HOUR_MS)
-    >>> hours, days = p.factors(14 * DAY_MS)
+    >>> hours, days = p.factors(14 * DAY_MS)  # the 14 days counted, the current period not
     >>> round(hours[18], 2), round(hours[3], 2), round(hours[4], 2)  # clipped to [0.2, 5]
     (5.0, 2.03, 0.2)
     >>> days == [1.0] * 7  # every day alike
@@ -93,21 +93,59 @@ class Profile:
     hours: list[float] = field(default_factory=lambda: [0.0] * 24)
     days: list[float] = field(default_factory=lambda: [0.0] * 7)
     total: float = 0.0
+    #: Events of the current refresh period, kept apart until it ends: the shape never
+    #: learns from the hours it is being used to judge (a surge would lift its own bar).
+    fresh_period: int = -1
+    fresh_hours: list[float] = field(default_factory=lambda: [0.0] * 24)
+    fresh_days: list[float] = field(default_factory=lambda: [0.0] * 7)
+    fresh_total: float = 0.0
 
     def add(self, ts_ms: int, weight: float = 1.0) -> None:
-        self.hours[(ts_ms % DAY_MS) // HOUR_MS] += weight
-        self.days[(ts_ms // DAY_MS + _EPOCH_WEEKDAY) % 7] += weight
-        self.total += weight
+        hour = (ts_ms % DAY_MS) // HOUR_MS
+        day = (ts_ms // DAY_MS + _EPOCH_WEEKDAY) % 7
+        period = ts_ms // _REFRESH_MS
+        if period != self.fresh_period:
+            if period < self.fresh_period:  # late, from a period already folded in
+                self.hours[hour] += weight
+                self.days[day] += weight
+                self.total += weight
+                return
+            self._fold()
+            self.fresh_period = period
+        self.fresh_hours[hour] += weight
+        self.fresh_days[day] += weight
+        self.fresh_total += weight
+
+    def _fold(self) -> None:
+        if not self.fresh_total:
+            return
+        for i, count in enumerate(self.fresh_hours):
+            self.hours[i] += count
+        for i, count in enumerate(self.fresh_days):
+            self.days[i] += count
+        self.total += self.fresh_total
+        self.fresh_hours = [0.0] * 24
+        self.fresh_days = [0.0] * 7
+        self.fresh_total = 0.0
+
+    def counted_until(self, now_ms: int) -> int:
+        """The end of what the shape counts: the start of the current refresh period."""
+        if now_ms // _REFRESH_MS > self.fresh_period:
+            self._fold()  # that period is over
+            return now_ms - now_ms % _REFRESH_MS
+        return self.fresh_period * _REFRESH_MS
 
     def factors(
         self, now_ms: int, exposure: Exposure | None = None
     ) -> tuple[list[float], list[float]]:
-        """Hour-of-day and day-of-week factors (each averaging 1) as of ``now_ms``."""
-        span = now_ms - self.since
+        """Hour-of-day and day-of-week factors (each averaging 1) from the events counted
+        before the current refresh period (see :meth:`counted_until`)."""
+        until = self.counted_until(now_ms)
+        span = until - self.since
         if self.total < MIN_EVENTS or span < DAY_MS:
             return [1.0] * 24, [1.0] * 7
         if exposure is None:
-            exposure = Exposure(self.since, now_ms)
+            exposure = Exposure(self.since, until)
         mean_rate = self.total / span
         hour_prior = mean_rate * _HOUR_PRIOR_MS
         hours = [
@@ -168,7 +206,7 @@ class Seasonality:
         self._global: dict[int, Profile] = {}
         # Caches for the current clock hour (cleared when it moves on).
         self._stamp = -1
-        self._exposures: dict[int, Exposure] = {}
+        self._exposures: dict[tuple[int, int], Exposure] = {}
         self._shapes: dict[tuple[str | None, int], tuple[list[float], list[float]]] = {}
         self._factors: dict[tuple[str | None, int, int], float] = {}
 
@@ -184,10 +222,11 @@ class Seasonality:
                 own = self._profiles[(category, signal)] = Profile(since=shop.since)
             own.add(ts_ms, weight)
 
-    def _exposure(self, since: int, now_ms: int) -> Exposure:
-        exposure = self._exposures.get(since)
+    def _exposure(self, profile: Profile, now_ms: int) -> Exposure:
+        until = profile.counted_until(now_ms)
+        exposure = self._exposures.get((profile.since, until))
         if exposure is None:
-            exposure = self._exposures[since] = Exposure(since, now_ms)
+            exposure = self._exposures[(profile.since, until)] = Exposure(profile.since, until)
         return exposure
 
     def _shape(
@@ -201,11 +240,10 @@ class Seasonality:
         if shop is None:
             hours, days = [1.0] * 24, [1.0] * 7
         else:
-            exposure = self._exposure(shop.since, now_ms)
-            hours, days = shop.factors(now_ms, exposure)
+            hours, days = shop.factors(now_ms, self._exposure(shop, now_ms))
             own = None if category is None else self._profiles.get((category, signal))
-            if own is not None and own.total >= MIN_EVENTS:
-                own_hours, own_days = own.factors(now_ms, self._exposure(own.since, now_ms))
+            if own is not None and own.total + own.fresh_total >= MIN_EVENTS:
+                own_hours, own_days = own.factors(now_ms, self._exposure(own, now_ms))
                 w = own.total / (own.total + CATEGORY_POOL)
                 hours = [w * a + (1 - w) * b for a, b in zip(own_hours, hours, strict=True)]
                 days = [w * a + (1 - w) * b for a, b in zip(own_days, days, strict=True)]
