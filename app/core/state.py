@@ -77,7 +77,7 @@ class EngineConfig:
     #: Work done closing windows per call at most, in window closes (a River challenger's
     #: step counts as several); the rest of a busy boundary waits for the next calls. About
     #: 5 us a unit: a pause of a few tens of milliseconds, however many series were active.
-    close_budget_per_call: int = 5_000
+    close_budget_per_call: int = 3_000
     #: A stockout order covers the backlog plus this many hours of expected demand.
     stockout_cover_hours: float = 1.0
     #: Failed order ids carried by one stockout trigger.
