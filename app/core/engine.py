@@ -974,6 +974,8 @@ class Engine:
             return  # the long tail: too little volume to matter, whatever the baseline
         elapsed = min(max((clock - start) / length, cfg.min_elapsed_fraction), 1.0)
         evidence = rules.evidence / len(spans)
+        # The volume must have come in over this much event time (not one instant's burst).
+        persistence = min(cfg.persistence_ms, length // 2)
         several = len(state.regions) > 1
         groups = [
             (name, total)
@@ -995,8 +997,8 @@ class Engine:
         }
         for position in range(len(spans)):
             whole_span = whole_spans[position]
-            if whole_span.effective < rules.min_volume:
-                continue
+            if whole_span.effective < rules.min_volume or whole_span.covered_ms < persistence:
+                continue  # too little, or one instant's burst: a longer span may hold more
             lift = 1.0
             for group in group_spans:  # the whole shop or the whole category moving is normal
                 lift = max(
@@ -1031,8 +1033,6 @@ class Engine:
             series = whole if region == ALL_REGIONS else state.series[(region, index)]
             if series.live is not None:
                 series.live.surging = True
-        if whole_span.covered_ms < min(cfg.persistence_ms, length // 2):
-            return  # one instant's burst: wait until the volume has kept coming
         excess = {region: span.units - span.expected * lift for region, span in by_region.items()}
         region, warehouse = route(excess, self.policy)
         chosen = (
