@@ -888,7 +888,8 @@ class Engine:
                     signal=SIGNALS[index],
                     window_start=series.upto,
                     window_end=series.upto + k * length,
-                    forecast=series.skipped_sum(k, alpha=self._fast),
+                    forecast=series.skipped_sum(k, alpha=self._fast)
+                    * self._mean_factor(category, index, series.upto, k),
                     actual=0.0,
                     model=self._model_name(series),
                     category=category,
@@ -896,6 +897,22 @@ class Engine:
             )
         series.skip(k, alpha=self._alpha, fast=self._fast)
         series.upto += k * length
+
+    def _mean_factor(self, category: str | None, index: int, first: int, k: int) -> float:
+        """Mean seasonal factor of ``k`` windows from ``first`` (at most 24 looked up: O(1)).
+
+        Every window when there are few; otherwise 24 evenly spaced ones (an idle night or
+        day keeps its shape; a week of them averages to about 1).
+        """
+        length = self.config.window_ms
+        samples = min(k, 24)
+        step = k / samples
+        season, clock = self._season, self._clock
+        total = 0.0
+        for i in range(samples):
+            at = first + int(i * step) * length
+            total += season.factor(category, index, at, now_ms=clock)
+        return total / samples
 
     def _expire(self, result: StepResult) -> None:
         """Forget SKUs idle past their retention with nothing in flight."""

@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 
-from app.core import Engine, EngineConfig, OnlineRegressor, Policy, SeriesForecaster
+from app.core import Engine, EngineConfig, Policy
+from app.core.forecast import LEVEL_FLOOR_SHARE, RATIO_CAP, Challenger
+from app.core.series import Series
 from app.events.model import CartAddEvent, OrderEvent, OrderStatus, SearchEvent, ShopEvent, Signal
 
 MINUTE = 60_000
@@ -38,19 +40,49 @@ def _adversarial_volumes(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def test_a_million_adversarial_windows_never_diverge() -> None:
-    rng = np.random.default_rng(11)
-    volumes = _adversarial_volumes(rng, 1_000_000)
-    unit = SeriesForecaster(regressor=OnlineRegressor())
-    worst_ratio = 0.0
+    # The baseline of one series as the engine drives it: windows with volume fold one by
+    # one, runs of empty windows fold at once in closed form.
+    config = EngineConfig()
+    alpha, fast = config.alpha(), config.forecast_alpha()
+    volumes = _adversarial_volumes(np.random.default_rng(11), 1_000_000)
+    series = Series(upto=0)
+    idle = 0
     for w, volume in enumerate(volumes.tolist()):
-        value = unit.step(volume, w * 300_000, 300_000)
-        if not (0.0 <= value < math.inf):
-            raise AssertionError(f"window {w}: forecast {value} after volume {volume}")
-        worst_ratio = max(worst_ratio, value / (unit.history.recent_max + 1.0))
-    assert unit.regressor is not None and unit.regressor.n_learned == 999_999
-    assert worst_ratio <= 4.0  # clipped to 4 x (recent max + 1)
-    assert all(math.isfinite(w) for w in unit.regressor.model.weights.values())
-    assert unit.next_model in {"sku", "ewma"}
+        if volume == 0.0:
+            idle += 1
+            continue
+        series.skip(idle, alpha=alpha, fast=fast)
+        idle = 0
+        series.observe(volume, alpha=alpha, fast=fast)
+        state = (series.level, series.recent, series.square, series.variance())
+        if not all(0.0 <= value < math.inf for value in state):
+            raise AssertionError(f"window {w}: state {state} after volume {volume}")
+    series.skip(idle, alpha=alpha, fast=fast)
+    assert series.n == 1_000_000 and 0 < series.nonzero < series.n
+    assert 0.0 <= series.level <= volumes.max() and math.isfinite(series.dispersion())
+
+
+def test_the_river_challenger_stays_bounded_on_adversarial_windows() -> None:
+    # A dense series' River challenger learns a correction of the baseline's forecast;
+    # whatever it sees, what it offers stays within [10 % of the base, 50 x (base + 1)].
+    rng = np.random.default_rng(12)
+    volumes = _adversarial_volumes(rng, 200_000)
+    challenger = Challenger()
+    base, answered = 10.0, 0
+    for w, volume in enumerate(volumes.tolist()):
+        challenger.settle(w, volume)
+        base = 0.9 * base + 0.1 * volume  # a short-memory mean as the base forecast
+        x = {"lag1": min(volume / (base + 1.0), RATIO_CAP), "log_level": math.log1p(base)}
+        answer = challenger.prepare(w + 1, x, base)
+        own = challenger.pending_own
+        if not (own == -1.0 or LEVEL_FLOOR_SHARE * base - 1e-9 <= own <= RATIO_CAP * (base + 1)):
+            raise AssertionError(f"window {w}: own forecast {own} on a base of {base}")
+        if answer is not None:
+            answered += 1
+            assert answer == own
+    assert challenger.regressor.n_learned == 199_999
+    assert all(math.isfinite(v) for v in challenger.regressor.model.weights.values())
+    assert 0 < answered < 200_000  # it answers only while it beats the base
 
 
 def test_engine_forecasts_stay_finite_and_non_negative_on_adversarial_streams() -> None:

@@ -7,7 +7,6 @@ import itertools
 import pytest
 
 from app.core import Engine, EngineConfig
-from app.core.forecast import OnlineRegressor, SeriesHistory, bounded_forecast
 from app.events.model import OrderEvent, OrderStatus, SearchEvent
 
 DAY = 24 * 3_600_000
@@ -45,15 +44,33 @@ def test_one_sale_at_daily_windows_decays_smoothly_and_is_remembered() -> None:
     assert "A" not in engine.skus()  # more than 14 days without events: forgotten
 
 
-def test_a_shared_model_correcting_downwards_cannot_zero_a_sparse_forecast() -> None:
-    # A category/global model that learned "after a sale comes nothing" asks for the
-    # largest downward correction; the forecast keeps 10 % of the level instead of 0.
-    model = OnlineRegressor()
-    x = {"lag1": 1.0, "log_level": 0.4}
-    for _ in range(500):
-        model.learn(x, -1.0)
-    correction = model.predict(x)
-    assert correction == -0.6
-    level = 1 / 3
-    assert level + (level + 1) * correction < 0  # what the clip to 0 used to give
-    assert bounded_forecast(SeriesHistory(recent_max=1.0), level, correction) == 0.1 * level
+def test_an_idle_stretch_folded_at_once_forecasts_what_its_days_forecast_one_by_one() -> None:
+    def slow_mover() -> Engine:
+        engine = Engine(config=EngineConfig(window_ms=DAY, grace_ms=0))
+        engine.process([SearchEvent(D0, "other")])
+        for day, qty in ((1, 2), (2, 1), (4, 3), (5, 1)):  # sells on 4 of 6 days, then stops
+            engine.process(
+                [OrderEvent(D0 + day * DAY + 3_600_000, "A", f"o{day}", OrderStatus.PAID, qty=qty)]
+            )
+        return engine
+
+    # Ten quiet days, folded at the end of the replay: one record for the whole stretch.
+    folded = slow_mover()
+    folded.advance(D0 + 16 * DAY)
+    (record,) = [r for r in folded.flush().forecasts if r.sku == "A"]
+    assert (record.window_start, record.window_end, record.actual) == (
+        D0 + 6 * DAY,
+        D0 + 16 * DAY,
+        0,
+    )
+    # The same days watched one by one: what the engine forecast for each of them.
+    daily = slow_mover()
+    forecasts = []
+    for day in range(6, 16):
+        daily.advance(D0 + day * DAY)
+        known = daily.forecast("A")
+        assert known is not None
+        forecasts.append(known[0])
+    assert all(0 < later < earlier for earlier, later in itertools.pairwise(forecasts))
+    assert forecasts[0] == pytest.approx(1.375)  # the short-memory mean of the last days
+    assert record.forecast == pytest.approx(sum(forecasts), rel=1e-12)
