@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so that `surge --help` does not pay for Faust.
     import faust
 
+    from app.runtime import tune_gc
     from app.streaming.app import (
         ConfigurationError,
         SurgeWorker,
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     settings = settings_from_args(args)
+    tune_gc()  # the engine's state is long-lived: fewer full collections, shorter pauses
     try:
         service = SurgeWorker(settings)
         prepare_topics(settings)
