@@ -7,6 +7,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+#: Exit code of a setting that cannot be used (as argparse uses for a bad option).
+EXIT_BAD_SETTINGS = 2
+
 # name -> (module with add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "kafka": ("app.localkafka.commands", "run a local single-node Kafka (KRaft): up|down|status"),
@@ -46,7 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     command = next((arg for arg in args_list if not arg.startswith("-")), None)
     args = build_parser(command).parse_args(args_list)
-    code: int = args._module.run(args)
+    from app.config import SettingsError  # here: `surge --help` need not import pydantic
+
+    try:
+        code: int = args._module.run(args)
+    except SettingsError as error:  # a bad SURGE_* value: say which and what is allowed
+        for line in error.lines:
+            print(f"surge {args.command}: {line}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     return code
 
 

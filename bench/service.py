@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import secrets
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -30,6 +33,14 @@ CONSUMED = "surge_events_consumed_total"
 INVALID = "surge_invalid_events_total"
 DUPLICATES = "surge_duplicate_events_skipped_total"
 POLL_S = 0.2
+SIGNING_KEY_ENV = "SURGE_SNAPSHOT_HMAC_KEY"
+
+
+@functools.cache
+def bench_signing_key() -> str:
+    """One random snapshot signing key per benchmark run (there is no default key)."""
+    say(f"bench: workers sign model snapshots with a random key ({SIGNING_KEY_ENV} is not set)")
+    return secrets.token_urlsafe(32)
 
 
 class WorkerRefusedError(RuntimeError):
@@ -123,6 +134,8 @@ def launch(
         "SURGE_TOPIC_CALENDAR": f"{app_id}-calendar",
         **(extra_env or {}),
     }
+    if SIGNING_KEY_ENV not in env and SIGNING_KEY_ENV not in os.environ:
+        env[SIGNING_KEY_ENV] = bench_signing_key()
     log_path = workdir / f"worker-{port}.log"
     process = spawn(["-m", "app", "worker"], log_path=log_path, env=env, cwd=workdir)
     return WorkerProcess(process, port, log_path, app_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
 import time
 import uuid
@@ -23,6 +24,7 @@ from app.config import Settings
 from app.localkafka import LocalKafka
 
 KAFKA_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+SIGNING_KEY_ENV = "SURGE_SNAPSHOT_HMAC_KEY"
 # Confluent's image is the one testcontainers' KafkaContainer knows how to configure.
 CONTAINER_IMAGE = os.environ.get("SURGE_TEST_KAFKA_IMAGE", "confluentinc/cp-kafka:7.9.0")
 DOCKER_PING_TIMEOUT_SECONDS = 3
@@ -58,6 +60,19 @@ def _docker_answers() -> bool:
 def _progress(message: str) -> None:
     # Shown despite output capture: a cold jar fetch takes tens of seconds.
     print(f"[localkafka] {message}", file=sys.__stderr__, flush=True)
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> str:
+    """The snapshot signing key of this test run: random, since no default key exists."""
+    key = secrets.token_urlsafe(32)
+    print(
+        f"[tests] model snapshots are signed with a random key made for this run "
+        f"({SIGNING_KEY_ENV} has no default)",
+        file=sys.__stderr__,
+        flush=True,
+    )
+    return key
 
 
 @pytest.fixture(scope="session")

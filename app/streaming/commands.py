@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from app.config import Settings, load_settings
+from app.config import LOG_LEVELS, Settings, SettingsError, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app-id", help="consumer group and state prefix (SURGE_APP_ID)")
     parser.add_argument("--store", help="table store: memory:// or rocksdb:// (SURGE_STORE)")
     parser.add_argument("--data-dir", help="directory for RocksDB state (SURGE_DATA_DIR)")
-    parser.add_argument("--log-level", help="log level of the service (SURGE_LOG_LEVEL)")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="log level of the service (SURGE_LOG_LEVEL)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -47,6 +52,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Settings first (a bad one is a SettingsError: the CLI prints it and exits 2), and
+    # before Faust is imported, so that a refusal is quick.
+    settings = settings_from_args(args)
+    settings.require_snapshot_key()  # no default signing key: refuse to start without one
+    settings.kafka_client_kwargs()  # TLS files are read here: a bad one is named now
+
     # Imported here so that `surge --help` does not pay for Faust.
     import faust
 
@@ -58,16 +69,23 @@ def run(args: argparse.Namespace) -> int:
         quiet_framework_loggers,
     )
 
-    settings = settings_from_args(args)
     tune_gc()  # the engine's state is long-lived: fewer full collections, shorter pauses
     try:
         service = SurgeWorker(settings)
         prepare_topics(settings)
-    except ConfigurationError as exc:
+    except (ConfigurationError, SettingsError) as exc:
         print(f"surge worker: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # the broker did not answer: let the supervisor restart us
-        print(f"surge worker: cannot prepare the idle-tick topic: {exc!r}", file=sys.stderr)
+        problem = settings.connection_problem(exc)
+        if problem is not None:  # TLS or SASL refused: restarting will not help
+            print(f"surge worker: {problem}", file=sys.stderr)
+            return 2
+        print(
+            f"surge worker: cannot prepare the internal topics at "
+            f"{settings.kafka_bootstrap_servers}: {exc!r}",
+            file=sys.stderr,
+        )
         return 1
 
     class Worker(faust.Worker):

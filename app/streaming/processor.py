@@ -207,7 +207,7 @@ class BatchProcessor:
         self._merges: dict[int, PartitionMerge] = {}
         self._start_offsets: dict[tuple[str, int], int | None] = {}
         self._home: dict[tuple[str, int], int] = {}
-        self._secret = settings.snapshot_hmac_key.get_secret_value().encode()
+        self._secret = settings.require_snapshot_key()
         self._signals = {topic: Signal(value) for topic, value in settings.input_topics.items()}
         self._source = f"/surge-replenishment/{settings.app_id}"
         self._max_future_ms = settings.max_future_seconds * 1000

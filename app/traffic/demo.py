@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ WORKER_STOP_GRACE_S = 30.0
 MAX_CATCHUP_RATE = 50_000.0
 MAX_FUTURE_S = 23 * 3600.0
 BOOTSTRAP_ENV = "SURGE_KAFKA_BOOTSTRAP_SERVERS"
+KEY_ENV = "SURGE_SNAPSHOT_HMAC_KEY"
 TOPIC_ENVS = {
     "topic_searches": "SURGE_TOPIC_SEARCHES",
     "topic_cart_adds": "SURGE_TOPIC_CART_ADDS",
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if not regions:
         print("demo: --regions needs at least one region", file=sys.stderr)
         return 2
+    load_settings()  # a bad SURGE_* value stops the demo before it starts anything
     return asyncio.run(Demo(args, regions).main())
 
 
@@ -278,6 +281,13 @@ class Demo:
         env.setdefault("SURGE_DATA_DIR", str(self.run_dir / "worker"))
         for name, variable in TOPIC_ENVS.items():
             env[variable] = str(getattr(settings, name))
+        if KEY_ENV not in env and settings.snapshot_hmac_key is None:
+            # No default key exists; a demo's state lives only as long as the demo.
+            env[KEY_ENV] = secrets.token_urlsafe(32)
+            self.say(
+                f"demo: signing the worker's model snapshots with a random key made for this "
+                f"run ({KEY_ENV} is not set)"
+            )
         if "SURGE_POLICY_FILE" not in env and settings.policy_file is None:
             policy = self._write_policy()
             if policy is not None:

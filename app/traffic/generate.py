@@ -222,6 +222,10 @@ def run(args: argparse.Namespace) -> int:
             _produce(generator, settings, pacing, say, args.report_every)
         )
     except (KafkaError, OSError, TimeoutError) as exc:
+        problem = settings.connection_problem(exc)  # TLS or SASL: names what to check
+        if problem is not None:
+            print(f"generate: {problem}", file=sys.stderr)
+            return 2
         print(
             f"generate: Kafka at {settings.kafka_bootstrap_servers} failed: {exc}",
             file=sys.stderr,

@@ -63,7 +63,7 @@ def manifest_env(objects: list[dict[str, Any]]) -> dict[str, str]:
         if "value" in entry:
             env[entry["name"]] = entry["value"]
         else:
-            env[entry["name"]] = f"<from {next(iter(entry['valueFrom']))}>"
+            env[entry["name"]] = f"from-{next(iter(entry['valueFrom']))}"
     return env
 
 

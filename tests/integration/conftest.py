@@ -29,7 +29,7 @@ def start_worker(
         topics,
         tmp_path,
         app_id=f"surge-test-{uuid.uuid4().hex[:8]}",
-        settings={"grace_seconds": "0", "snapshot_hmac_key": "integration-test-key"},
+        settings={"grace_seconds": "0"},  # the harness makes a random signing key
     )
     yield factory.start
     factory.stop_all()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -36,6 +37,7 @@ from app.streaming.processor import home_partition
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 WINDOW_MS = 10_000
+SIGNING_KEY_ENV = "SURGE_SNAPSHOT_HMAC_KEY"
 
 Message = tuple[str, bytes | None, bytes | None]  # topic, key, value
 
@@ -199,6 +201,11 @@ class WorkerFactory:
         self.topics = topics
         self.tmp_path = tmp_path
         self.app_id = app_id
+        if "snapshot_hmac_key" not in settings and SIGNING_KEY_ENV not in os.environ:
+            # No default key exists: the workers of one factory (one consumer group, which
+            # may restart from each other's state) share a random key made here.
+            settings = {**settings, "snapshot_hmac_key": secrets.token_urlsafe(32)}
+            print(f"harness: workers of {app_id} sign snapshots with a random key")
         self.settings = settings
         self.own_data_dir = own_data_dir
         self.ready_timeout = ready_timeout

@@ -121,7 +121,6 @@ def workers_on(tmp_path: Path) -> Iterator[Callable[[str, Topics], WorkerFactory
             settings={
                 "web_host": "127.0.0.1",
                 "grace_seconds": str(GRACE_S),
-                "snapshot_hmac_key": "fault-test-key",
                 "log_level": os.environ.get("SURGE_FAULT_LOG_LEVEL", "WARNING"),
             },
             # two workers may run side by side

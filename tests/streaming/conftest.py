@@ -147,7 +147,7 @@ class FakeClock:
 
 
 @pytest.fixture
-def settings() -> Settings:
+def settings(signing_key: str) -> Settings:
     return Settings(
         topic_searches="in.searches",
         topic_cart_adds="in.cart-adds",
@@ -156,7 +156,7 @@ def settings() -> Settings:
         topic_triggers="out.triggers",
         topic_forecasts="out.forecasts",
         app_id="surge-test",
-        snapshot_hmac_key=SecretStr("test-key"),
+        snapshot_hmac_key=SecretStr(signing_key),
         window_seconds=60,
         grace_seconds=0,
     )

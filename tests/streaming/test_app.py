@@ -126,10 +126,11 @@ def test_sasl_settings_become_faust_credentials_without_leaking_the_password() -
 
 
 def test_the_worker_command_refuses_exactly_once_on_rocksdb_with_a_clear_message(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], signing_key: str
 ) -> None:
     parser = argparse.ArgumentParser()
     commands.add_arguments(parser)
+    monkeypatch.setenv("SURGE_SNAPSHOT_HMAC_KEY", signing_key)
     monkeypatch.setenv("SURGE_PROCESSING_GUARANTEE", "exactly_once")
     monkeypatch.setenv("SURGE_STORE", "rocksdb://")
     assert commands.run(parser.parse_args(["--web-port", "16999"])) == 2

@@ -174,10 +174,14 @@ def test_an_idle_tick_fires_a_due_pre_warm_once_on_the_partition_owning_the_sku(
     assert headers["ce_subject"] == sku.encode()
     assert metric("surge_triggers_total", reason="pre_warm", tier="first") == before + 1
     # the planner's fired mark and the SKU's ledger are stored, signed, in partition 2
-    state = verify_state(planner_key(2), outcome.state_writes[planner_key(2)], b"test-key")
+    state = verify_state(
+        planner_key(2), outcome.state_writes[planner_key(2)], settings.require_snapshot_key()
+    )
     assert state.partition == 2
     assert sku in orjson.loads(state.snapshot)["fired"]
-    assert verify_state(sku, outcome.state_writes[sku], b"test-key").partition == 2
+    assert (
+        verify_state(sku, outcome.state_writes[sku], settings.require_snapshot_key()).partition == 2
+    )
 
     clock.now_ms += 60_000
     assert pre_warms(processor.tick(2).messages) == []  # fired once

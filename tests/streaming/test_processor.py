@@ -106,10 +106,12 @@ def test_state_is_written_once_per_touched_sku_of_the_batch_partition(
     outcome = processor.handle(batch_of(CART, 0, records))
 
     assert set(outcome.state_writes) == {"A", "B", shared_key(0)}
-    state = verify_state("A", outcome.state_writes["A"], b"test-key")
+    state = verify_state("A", outcome.state_writes["A"], processor.settings.require_snapshot_key())
     assert state.partition == 0
     assert state.applied == {f"{CART}:0": 2}
-    assert verify_state("B", outcome.state_writes["B"], b"test-key").applied == {f"{CART}:0": 4}
+    assert verify_state(
+        "B", outcome.state_writes["B"], processor.settings.require_snapshot_key()
+    ).applied == {f"{CART}:0": 4}
 
 
 def test_redelivered_records_after_a_restart_are_not_counted_twice(
@@ -266,7 +268,9 @@ def test_an_event_not_keyed_by_its_sku_is_forwarded_to_its_skus_partition_and_co
     assert processor.engine_for(home).count("A", Signal.CART_ADD) == 5  # type: ignore[attr-defined]
     assert processor.committable(home)[processor.rekey_topic] == 4
     state = verify_state(
-        "A", processor._snapshot(processor.engine_for(home), "A", home, T0), b"test-key"
+        "A",
+        processor._snapshot(processor.engine_for(home), "A", home, T0),
+        processor.settings.require_snapshot_key(),
     )
     assert state.applied == {f"{CART}:{wrong}": 41, f"{CART}:{home}": 2}
 
@@ -302,7 +306,7 @@ def test_sku_state_is_written_once_per_write_interval_and_at_once_for_a_trigger(
 
     clock.now_ms += 5000  # state_write_interval_seconds
     tick = processor.tick(0)
-    state = verify_state("A", tick.state_writes["A"], b"test-key")
+    state = verify_state("A", tick.state_writes["A"], processor.settings.require_snapshot_key())
     assert state.applied == {f"{CART}:0": 4}
     assert processor.committable(0)[CART] == 30
 
