@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import calendar as _gregorian
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -516,11 +516,14 @@ class _CalendarReader(_Reader):
         return value
 
 
-def parse_calendar(text: str, *, path: str = "<calendar>") -> Calendar:
+def parse_calendar(
+    text: str, *, path: str = "<calendar>", suppliers: Collection[str] | None = None
+) -> Calendar:
     """Build a calendar from YAML or JSON text; raises :class:`CalendarError`.
 
     The text has two optional lists, ``events`` and ``schedules``, whose items carry the
-    same fields as ``replenish.calendar`` records (``type`` implied by the list).
+    same fields as ``replenish.calendar`` records (``type`` implied by the list). Given
+    ``suppliers`` (the policy's), a schedule naming another supplier is refused.
 
     Examples
     --------
@@ -543,6 +546,13 @@ def parse_calendar(text: str, *, path: str = "<calendar>") -> Calendar:
     Traceback (most recent call last):
     ...
     app.core.calendar.CalendarError: cal.yaml:7: schedules[0].day_of_month: must be between 1 ...
+    >>> parse_calendar('''
+    ... schedules:
+    ...   - {id: acme, account: ACME, skus: [V-50], supplier: S-99}
+    ... ''', path="cal.yaml", suppliers=["S-12", "S-default"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    app.core.calendar.CalendarError: cal.yaml:3: schedules[0].supplier: schedule 'acme' names ...
     """
     reader = _CalendarReader(path)
     try:
@@ -579,6 +589,17 @@ def parse_calendar(text: str, *, path: str = "<calendar>") -> Calendar:
                 else:
                     node = item
                 raise reader.fail(node, f"{where}.{exc.field}", exc.message) from None
+            if (
+                suppliers is not None
+                and isinstance(entry, Schedule)
+                and entry.supplier not in suppliers
+            ):
+                raise reader.fail(
+                    nodes["supplier"][1],
+                    f"{where}.supplier",
+                    f"schedule {entry.id!r} names supplier {entry.supplier!r}, which is not "
+                    f"in the policy's suppliers ({', '.join(sorted(suppliers))})",
+                )
             if entry.id in where_of:
                 raise reader.fail(
                     nodes["id"][1],
@@ -590,7 +611,7 @@ def parse_calendar(text: str, *, path: str = "<calendar>") -> Calendar:
     return cal
 
 
-def load_calendar(path: Path | str) -> Calendar:
+def load_calendar(path: Path | str, *, suppliers: Collection[str] | None = None) -> Calendar:
     """Read a calendar file (YAML or JSON); raises :class:`CalendarError` naming line and field.
 
     Examples
@@ -610,4 +631,4 @@ def load_calendar(path: Path | str) -> Calendar:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise CalendarError(f"cannot read calendar file: {exc.strerror}", path=str(file)) from None
-    return parse_calendar(text, path=str(file))
+    return parse_calendar(text, path=str(file), suppliers=suppliers)

@@ -11,9 +11,14 @@ from app.core.calendar import load_calendar
 from app.core.first_tier import FirstTierPlanner
 from app.replay.accuracy import evaluate_forecasts
 from app.replay.evaluation import compare_policies, trigger_lead_times
-from app.replay.readers import LogFormat, UnknownFormatError
+from app.replay.readers import (
+    BAD_ROW_EXAMPLES,
+    LogFormat,
+    UnknownFormatError,
+    UnreadableFileError,
+)
 from app.replay.report import ReportInputs, write_report
-from app.replay.runner import DEFAULT_BATCH, StepOutcome, run_replay
+from app.replay.runner import DEFAULT_BATCH, ReplayOutcome, StepOutcome, run_replay
 
 FORMATS = ("auto", *(f.value for f in LogFormat))
 
@@ -70,9 +75,14 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"replay: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    if args.report.exists() and not args.report.is_dir():
+        print(f"replay: --report {args.report} is a file; it must be a directory", file=sys.stderr)
+        return 2
     try:
         policy = load_policy(args.policy) if args.policy else Policy.default()
-        calendar = load_calendar(args.calendar) if args.calendar else None
+        calendar = (
+            load_calendar(args.calendar, suppliers=policy.suppliers) if args.calendar else None
+        )
     except PolicyError as error:  # CalendarError is a PolicyError: both name line and field
         print(f"replay: {error}", file=sys.stderr)
         return 2
@@ -85,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
         return planner.step(engine, calendar, engine.clock_ms, forecasts=result.forecasts)
 
     report_dir: Path = args.report
-    report_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"replay: cannot create --report {report_dir}: {error.strerror}", file=sys.stderr)
+        return 2
     try:
         with (report_dir / "triggers.jsonl").open("wb") as triggers_out:
             outcome = run_replay(
@@ -103,6 +117,17 @@ def run(args: argparse.Namespace) -> int:
     except UnknownFormatError as error:
         print(f"replay: {error}; pass --format", file=sys.stderr)
         return 2
+    except UnreadableFileError as error:  # a forced format that does not fit, a cut header
+        print(f"replay: {error}", file=sys.stderr)
+        return 2
+    # issue 19: the first bad rows as file:line: reason, on stderr and in the report
+    bad_rows = [
+        line
+        for path, (_, _, stats) in zip(args.files, outcome.files, strict=True)
+        for line in stats.bad_row_lines(str(path))
+    ][:BAD_ROW_EXAMPLES]
+    for line in bad_rows:
+        print(f"replay: bad row {line}", file=sys.stderr)
 
     def supply_for(sku: str, category: str | None) -> tuple[float, int, float]:
         terms = policy.order_terms(sku, category)
@@ -118,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         episodes=episodes,
         policy_name=args.policy.name if args.policy else None,
         calendar_name=args.calendar.name if args.calendar else None,
+        bad_row_examples=bad_rows,
     )
     summary = write_report(report_dir, inputs)
     print(
@@ -127,4 +153,26 @@ def run(args: argparse.Namespace) -> int:
         f"bad rows {summary['bad_rows_total']}; report in {report_dir}",
         file=sys.stderr,
     )
+    return _verdict(outcome)
+
+
+def _verdict(outcome: ReplayOutcome) -> int:
+    """0, or 1 with one line when nothing usable was read or an input ended early."""
+    events = sum(stats.events for _, _, stats in outcome.files)
+    rows = sum(stats.rows for _, _, stats in outcome.files)
+    if events == 0:
+        print(
+            f"replay: nothing usable was read (0 events from {rows} rows); check the "
+            "file(s) and --format",
+            file=sys.stderr,
+        )
+        return 1
+    cut = [name for name, _, stats in outcome.files if stats.truncated]
+    if cut:
+        print(
+            f"replay: the input is truncated ({', '.join(cut)} ends early; see the bad rows "
+            "above); the report covers only what was read",
+            file=sys.stderr,
+        )
+        return 1
     return 0

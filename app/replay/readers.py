@@ -83,6 +83,20 @@ class UnknownFormatError(ValueError):
     """The first line matches none of the known log formats."""
 
 
+class UnreadableFileError(ValueError):
+    """A file that cannot be replayed at all; the message names it and says why."""
+
+
+class FormatMismatchError(UnreadableFileError):
+    """A forced format that the file's first line says is wrong (it looks like another)."""
+
+
+#: How many bad rows are kept with their line numbers (all are counted).
+BAD_ROW_EXAMPLES = 10
+#: Reasons that mean the input ends early: the rest of the file is missing.
+TRUNCATED_REASONS = frozenset({"truncated_file", "truncated_line"})
+
+
 @dataclass
 class ReadStats:
     """What a reader saw: rows, events, unusable rows by reason, returns and skips."""
@@ -93,9 +107,34 @@ class ReadStats:
     skipped: Counter[str] = field(default_factory=Counter)
     return_lines: int = 0
     returned_units: int = 0
+    #: the physical line last read (1 = the first line of the file)
+    line: int = 0
+    #: the first bad rows: (line, reason, detail)
+    first_bad: list[tuple[int, str, str]] = field(default_factory=list)
 
-    def bad(self, reason: str) -> None:
+    def bad(self, reason: str, *, line: int | None = None, detail: str = "") -> None:
         self.bad_rows[reason] += 1
+        if len(self.first_bad) < BAD_ROW_EXAMPLES:
+            self.first_bad.append((self.line if line is None else line, reason, detail))
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the input ended early (a cut gzip stream, or a last line cut short)."""
+        return any(self.bad_rows[reason] for reason in TRUNCATED_REASONS)
+
+    def bad_row_lines(self, file: str) -> list[str]:
+        """The first bad rows as ``file:line: reason``.
+
+        >>> stats = ReadStats()
+        >>> stats.line = 3
+        >>> stats.bad("not_json")
+        >>> stats.bad_row_lines("log.jsonl")
+        ['log.jsonl:3: not_json']
+        """
+        return [
+            f"{file}:{line}: {reason}" + (f" ({detail})" if detail else "")
+            for line, reason, detail in self.first_bad
+        ]
 
 
 def detect_format(first_line: bytes) -> LogFormat:
@@ -135,12 +174,15 @@ class _Lines:
             if line is None:
                 try:
                     line = self._stream.readline()
-                except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
-                    self._stats.bad("truncated_file")
+                except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+                    self._stats.bad(
+                        "truncated_file", line=self._stats.line + 1, detail=_cut_short(exc)
+                    )
                     return
             if not line:
                 return
             self.incomplete = not line.endswith(b"\n")
+            self._stats.line += 1
             yield line
             line = None
 
@@ -165,14 +207,30 @@ class LogReader:
             self._raw.seek(0)
         try:
             self._first = self._stream.readline()
-        except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+            if log_format is None:  # nothing to detect the format from
+                self.close()
+                raise UnreadableFileError(
+                    f"{path}: the file ends before its first line ({_cut_short(exc)})"
+                ) from None
             self._first = b""
-            self.stats.bad("truncated_file")
+            self.stats.bad("truncated_file", line=1, detail=_cut_short(exc))
         try:
-            self.format = log_format if log_format is not None else detect_format(self._first)
-        except UnknownFormatError:
+            detected: LogFormat | None = detect_format(self._first)
+        except UnknownFormatError as exc:
+            if log_format is None:
+                self.close()
+                raise UnknownFormatError(f"{path}: {exc}") from None
+            detected = None
+        if log_format is not None and detected is not None and detected is not log_format:
             self.close()
-            raise
+            raise FormatMismatchError(
+                f"{path}: --format {log_format.value} does not fit its first line, which "
+                f"is {detected.value}; drop --format to detect it"
+            )
+        chosen = log_format if log_format is not None else detected
+        assert chosen is not None  # detect_format raised when there was nothing to go by
+        self.format: LogFormat = chosen
 
     def __enter__(self) -> LogReader:
         return self
@@ -205,6 +263,11 @@ class LogReader:
             yield from _csv_events(lines, self.stats, REES46_COLUMNS, _rees46_row)
         else:
             yield from _csv_events(lines, self.stats, ONLINE_RETAIL_COLUMNS, _online_retail_row)
+
+
+def _cut_short(exc: BaseException) -> str:
+    """What a decompression error says, for a bad row's detail."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _accept(result: ShopEvent | Invalid, stats: ReadStats) -> ShopEvent | None:

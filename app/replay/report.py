@@ -46,6 +46,8 @@ class ReportInputs:
     episodes: Sequence[LeadEpisode]
     policy_name: str | None
     calendar_name: str | None = None
+    #: the first bad rows as ``file:line: reason`` (issue 19)
+    bad_row_examples: Sequence[str] = ()
 
 
 def build_summary(inputs: ReportInputs) -> dict[str, Any]:
@@ -284,6 +286,12 @@ def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
         lines += ["Bad rows by reason (never fatal):", "", "| reason | rows |", "|---|---:|"]
         lines += [f"| `{reason}` | {count} |" for reason, count in summary["bad_rows"].items()]
         lines.append("")
+    # -- issue 19: the first bad rows with their line numbers
+    if inputs.bad_row_examples:
+        lines += ["First bad rows (file:line: reason):", ""]
+        lines += [f"- `{example}`" for example in inputs.bad_row_examples]
+        lines.append("")
+    # -- end issue 19
     skipped: Counter[str] = Counter()
     for item in summary["inputs"]:
         skipped.update(item["skipped"])

@@ -17,6 +17,7 @@ from faust.web import Request, Response, View
 
 from app import metrics
 from app.config import ProcessingGuarantee, SaslMechanism, SecurityProtocol, Settings
+from app.core import Policy, PolicyError, load_policy
 from app.core.calendar import Calendar, CalendarError, load_calendar
 from app.streaming.calendar_feed import CalendarFeed, CalendarReader
 from app.streaming.processor import (
@@ -171,7 +172,11 @@ def initial_calendar(settings: Settings) -> Calendar:
     if settings.calendar_file is None:
         return Calendar()
     try:
-        return load_calendar(settings.calendar_file)
+        policy = load_policy(settings.policy_file) if settings.policy_file else Policy.default()
+    except PolicyError as exc:
+        raise ConfigurationError(f"policy file: {exc}") from None
+    try:  # a schedule's supplier must be one of the policy's
+        return load_calendar(settings.calendar_file, suppliers=policy.suppliers)
     except CalendarError as exc:
         raise ConfigurationError(f"calendar file: {exc}") from None
 

@@ -79,12 +79,16 @@ def test_the_report_has_headline_figures_tables_and_readable_plots(
 
 
 def test_bad_rows_are_reported_not_fatal(tmp_path: Path) -> None:
-    summary = replay(FIXTURES / "events.jsonl", tmp_path / "broken")
+    report = tmp_path / "broken"
+    log = FIXTURES / "events.jsonl"
+    # the replay runs to the end; the exit code says its last line was cut (issue 19)
+    assert main(["replay", str(log), "--report", str(report), "--no-progress"]) == 1
+    summary = orjson.loads((report / "summary.json").read_bytes())
 
     assert summary["bad_rows_total"] == 8
     assert isinstance(summary["bad_rows"], dict)
     assert summary["bad_rows"]["truncated_line"] == 1
-    assert (tmp_path / "broken" / "report.md").exists()
+    assert f"`{log}:5: not_json`" in (report / "report.md").read_text()
 
 
 def test_an_unreadable_policy_is_refused_with_a_message(
