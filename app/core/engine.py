@@ -716,7 +716,8 @@ class Engine:
         At most ``limit`` units of work per call (the config's ``close_budget_per_call``
         by default; ``None``: all; a window closed is one unit, a River challenger's step
         ``CHALLENGER_COST``): a boundary with many active series is spread over the next
-        calls instead of pausing one of them. Counted, not timed, so replays stay exact.
+        calls instead of pausing one of them; windows older than the newest closed one are
+        always closed, so the backlog never grows. Counted, not timed, so replays stay exact.
         A window waiting to be closed takes no new events (the frontier passed it) and its
         volume already counts in live spans.
         """
@@ -728,8 +729,12 @@ class Engine:
             series, category = self._series_of(ref)
             if series is not None:
                 spent += self._close_series(series, ref, category, frontier, result)
-                if limit is not None and spent >= limit:
-                    break
+                if (
+                    limit is not None
+                    and spent >= limit
+                    and self._due.draining >= frontier - self.config.window_ms
+                ):
+                    break  # the newest window's rest waits; an older backlog never does
         self._expire(result)
 
     def _close_series(

@@ -30,9 +30,9 @@ import orjson
 
 from app.core.calendar import Calendar, CalendarEvent, Schedule
 from app.core.engine import Engine, StepResult
+from app.core.units import HOUR_MS
 from app.events.model import ForecastRecord, Signal, TriggerReason
 
-HOUR_MS = 3_600_000
 #: Key of the learned uplift of events whose SKUs have no category.
 UNCATEGORISED = "*"
 _SNAPSHOT_VERSION = 1

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from app.core.units import MINUTE_MS
 from app.events.model import Signal
 
 #: Name of the supplier used when a policy names none.
@@ -308,7 +309,7 @@ class Policy:
             pack_size=int(_first(layers, "pack_size")),
             min_order=int(_first(layers, "min_order")),
             max_order=int(_first(layers, "max_order")),
-            cooldown_ms=round(float(_first(layers, "cooldown_minutes")) * 60_000),
+            cooldown_ms=round(float(_first(layers, "cooldown_minutes")) * MINUTE_MS),
             safety_z=float(_first(layers, "safety_z")),
             surge_half_life_hours=float(_first(layers, "surge_half_life_hours")),
         )

@@ -174,6 +174,11 @@ class DueWindows:
             left -= 1
             yield refs.pop()
 
+    @property
+    def draining(self) -> int:
+        """The window start of the ref taken last (-1 before any)."""
+        return self._draining
+
     def __len__(self) -> int:
         return sum(len(refs) for refs in self._refs.values())
 
