@@ -68,7 +68,6 @@ GENERATOR_VERSION = 1
 SEED = 20_261_203
 DAYS = 14
 START_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z, a Monday
-DAY_MS = 86_400_000
 ZIPF_EXPONENT = 1.1
 TOPICS = ("shop.searches", "shop.cart-adds", "shop.orders")
 TOPIC_SHARES = (0.88, 0.08, 0.04)

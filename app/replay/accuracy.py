@@ -27,10 +27,9 @@ from array import array
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from app.core.units import DAY_MS, WEEK_MS
 from app.replay.runner import NO_CATEGORY, ReplayOutcome
 
-DAY_MS = 86_400_000
-WEEK_MS = 7 * DAY_MS
 MAX_DAY_LAG = 288
 MAX_WEEK_LAG = 168
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from app.core import Engine, EngineConfig, Policy, PolicyError, load_policy
 from app.core.calendar import load_calendar
 from app.core.first_tier import FirstTierPlanner
+from app.core.units import MINUTE_MS
 from app.replay.accuracy import evaluate_forecasts
 from app.replay.evaluation import compare_policies, trigger_lead_times
 from app.replay.readers import (
@@ -66,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    window_ms = round(args.window_minutes * 60_000)
+    window_ms = round(args.window_minutes * MINUTE_MS)
     grace_ms = round(args.grace_seconds * 1000)
     if window_ms <= 0 or grace_ms < 0:
         print("replay: --window-minutes must be > 0 and --grace-seconds >= 0", file=sys.stderr)

@@ -32,6 +32,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from app.core.units import DAY_MS, HOUR_MS
 from app.events import Tier, Trigger, TriggerReason
 from app.replay.inventory import (
     DailyReorder,
@@ -45,9 +46,6 @@ from app.replay.inventory import (
     simulate,
 )
 from app.replay.runner import ReplayOutcome, Series
-
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 
 ENGINE = "engine"
 DAILY = "daily"

@@ -19,6 +19,7 @@ from app import metrics
 from app.config import ProcessingGuarantee, SaslMechanism, SecurityProtocol, Settings
 from app.core import Policy, PolicyError, load_policy
 from app.core.calendar import Calendar, CalendarError, load_calendar
+from app.core.units import HOUR_MS
 from app.streaming.calendar_feed import CalendarFeed, CalendarReader
 from app.streaming.processor import (
     BatchOutcome,
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 STATE_TABLE = "sku-state"
 QUIET_LOGGERS = ("faust", "aiokafka", "mode")
 #: Idle ticks are only a wake-up signal: an hour of them is more than enough to keep.
-TICK_RETENTION_MS = 3_600_000
+TICK_RETENTION_MS = HOUR_MS
 TOPIC_READY_TIMEOUT_SECONDS = 60.0
 
 

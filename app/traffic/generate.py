@@ -15,6 +15,7 @@ from typing import IO
 from aiokafka.errors import KafkaError
 
 from app.config import Settings, load_settings
+from app.core.units import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from app.events.codec import iso_ms, parse_ts
 from app.traffic.generator import TopicNames, TrafficGenerator, TrafficPlan
 from app.traffic.producer import (
@@ -32,9 +33,9 @@ MAX_RATE = 200_000.0
 MAX_DURATION_S = 24 * 3600.0
 MAX_SPEEDUP = 10_000.0
 MAX_SKUS = 100_000
-MAX_FUTURE_MS = 24 * 3600 * 1000
+MAX_FUTURE_MS = DAY_MS
 _RELATIVE = re.compile(r"^now\s*(?:([+-])\s*(\d+(?:\.\d+)?)\s*([smhd]))?$")
-_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_UNIT_MS = {"s": SECOND_MS, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS}
 
 
 def parse_start(text: str, now_ms: int) -> int:

@@ -17,14 +17,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from app.config import Settings
+from app.core.units import DAY_MS, HOUR_MS
 from app.events import Signal, dumps
 from app.events.model import OUT_OF_STOCK, OrderStatus
 from app.traffic.catalog import Catalog, build_catalog
 from app.traffic.scenario import Scenario, default_scenario
 
 SIGNALS: tuple[Signal, ...] = (Signal.SEARCH, Signal.CART_ADD, Signal.ORDER)
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 PEAK_HOUR_UTC = 20.0
 DIURNAL_AMPLITUDE = 0.5
 WEEKEND_FACTOR = 1.12

@@ -15,12 +15,12 @@ import orjson
 import pytest
 
 from app.core.calendar import CalendarEvent, calendar_record
+from app.core.units import HOUR_MS
 from app.events import parse_ts
 from tests.integration.harness import Message, Topics, Worker, consume_until, produce
 
 pytestmark = pytest.mark.integration
 
-HOUR_MS = 3_600_000
 LEAD_MS = 72 * HOUR_MS
 FIRE_IN_MS = 8_000
 DIAGNOSTICS = (

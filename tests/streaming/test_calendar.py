@@ -12,6 +12,7 @@ import pytest
 from app.config import Settings
 from app.core import Engine
 from app.core.calendar import Calendar, CalendarEvent, calendar_record
+from app.core.units import HOUR_MS
 from app.metrics import REGISTRY
 from app.streaming.app import ConfigurationError, SurgeWorker, initial_calendar
 from app.streaming.calendar_feed import CalendarFeed, CalendarRecord
@@ -25,7 +26,6 @@ from app.streaming.records import RecordBatch
 from app.streaming.state import planner_key, verify_state
 from tests.streaming.conftest import T0, FakeClock
 
-HOUR_MS = 3_600_000
 PARTITIONS = 4
 CALENDAR_TOPIC = "replenish.calendar"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 
+from app.core.units import DAY_MS
 from app.replay.readers import LogReader
 from bench.replay_scale import (
-    DAY_MS,
     DAYS,
     START_MS,
     ensure_log,

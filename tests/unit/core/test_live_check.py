@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.core import Engine
+from app.core.units import MINUTE_MS as MINUTE
 from app.events.model import CartAddEvent, OrderEvent, OrderStatus, SearchEvent, TriggerReason
 
-MINUTE = 60_000
 T0 = 1_699_999_200_000
 STEADY = 20  # paid orders per 1-minute window
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.core.units import DAY_MS
 from app.events import (
     CartAddEvent,
     Invalid,
@@ -34,7 +35,6 @@ from app.events.codec import (
 from app.traffic.generator import TopicNames, TrafficGenerator, TrafficPlan
 
 TS = 1_700_000_000_000
-DAY_MS = 86_400_000
 
 
 def same(left: ShopEvent | Invalid, right: ShopEvent | Invalid) -> bool:

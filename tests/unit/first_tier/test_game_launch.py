@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from app.core import Engine, EngineConfig, parse_policy
 from app.core.calendar import Calendar, CalendarEvent
 from app.core.first_tier import FirstTierPlanner
+from app.core.units import HOUR_MS as HOUR
 from app.events.model import OrderEvent, OrderStatus, ShopEvent, Tier, Trigger, TriggerReason
 
-HOUR = 3_600_000
 WINDOW = 15 * 60_000
 #: Launch start, a window boundary (2026-12-04T18:00Z).
 LAUNCH = 1_796_407_200_000

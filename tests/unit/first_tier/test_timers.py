@@ -9,9 +9,9 @@ import pytest
 from app.core import Engine, EngineConfig, parse_policy
 from app.core.calendar import Calendar, CalendarEvent, Schedule, parse_calendar_record
 from app.core.first_tier import FirstTierConfig, FirstTierPlanner
+from app.core.units import HOUR_MS as HOUR
 from app.events.model import OrderEvent, OrderStatus, Trigger, TriggerReason
 
-HOUR = 3_600_000
 POLICY = """
 central_warehouse: WH-central
 regions: {east: WH-east, west: WH-west}

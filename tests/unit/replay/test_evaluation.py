@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.core.units import HOUR_MS as HOUR
 from app.events import Tier, Trigger, TriggerReason
 from app.replay.evaluation import (
     DAILY,
@@ -13,7 +14,6 @@ from app.replay.evaluation import (
 )
 from app.replay.runner import ReplayOutcome, Series
 
-HOUR = 3_600_000
 DAY = 24 * HOUR
 T0 = 1_700_006_400_000  # 2023-11-15T00:00:00Z, a midnight
 

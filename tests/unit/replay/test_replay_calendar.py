@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from app.cli import main
+from app.core.units import HOUR_MS as HOUR
 from app.events.codec import iso_ms
 
-HOUR = 3_600_000
 WINDOW = 15 * 60_000
 LAUNCH = 1_796_407_200_000  # 2026-12-04T18:00:00Z, a window boundary
 

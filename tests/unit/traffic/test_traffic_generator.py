@@ -12,6 +12,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from app.core.units import HOUR_MS
 from app.events import Invalid, OrderEvent, Signal, decode_event
 from app.traffic import Record, Scenario, TopicNames, TrafficGenerator, TrafficPlan
 from app.traffic.generator import rhythm
@@ -19,7 +20,6 @@ from app.traffic.producer import write_jsonl
 
 START_MS = 1_763_632_800_000  # Thursday 2025-11-20 10:00 UTC
 WINDOW_MS = 300_000
-HOUR_MS = 3_600_000
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 SCHEMA_OF = {
     Signal.SEARCH: "search.schema.json",
