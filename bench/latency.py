@@ -4,7 +4,7 @@ For each fixed input rate the benchmark starts our worker (default settings: 5 m
 windows) on fresh topics, then produces live traffic (10,000 SKUs, Zipf-like popularity)
 paced to the wall clock in 20 ms ticks, each record stamped with its send time. On top
 it injects, from the fifth second, a payment that failed with ``out_of_stock`` for a new
-SKU every 100 ms (each must trigger at once, DESIGN §4), and after a warm-up demand
+SKU every 100 ms (each must trigger at once, docs/DECISIONS.md), and after a warm-up demand
 surges: every 5 s a new group of ten SKUs (popularity rank 50 and below) gets five times
 its traffic for 15 s. A reader in the same process consumes the trigger topic and takes
 ``receive time - Trigger.first_event_at`` (the event time of the event that made the

@@ -155,7 +155,8 @@ def run(
     variants: tuple[tuple[str, str, dict[str, str] | None], ...] = (
         ("worker", "at_least_once", None),
         ("worker_eos", "exactly_once", None),
-        # Not a default: DESIGN §7 found fetch size the lever once batching is in place.
+        # Not a default: fetch size is the next lever once batching is in place
+        # (docs/BENCHMARKS.md).
         ("worker_fetch_8mb", "at_least_once", {FETCH_SETTING: str(8 * 1024 * 1024)}),
     )
     for label, guarantee, extra_env in variants:

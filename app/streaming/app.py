@@ -199,7 +199,7 @@ class SurgeWorker:
         )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # Exactly-once is Kafka transactions run by this worker (app/streaming/
-        # transactions.py) over Faust's at-least-once mode, not Faust's own (DESIGN §7).
+        # transactions.py) over Faust's at-least-once mode, not Faust's own (docs/STREAMING.md).
         extra: dict[str, Any] = {}
         if self.exactly_once:
             extra["TableManager"] = MarkerAwareTableManager
@@ -215,7 +215,7 @@ class SurgeWorker:
             table_standby_replicas=settings.standby_replicas,
             processing_guarantee="at_least_once",
             # The agent commits about once per commit interval; the timer only covers idle
-            # periods (DESIGN §7: under heavy writes the stock timer overlaps itself).
+            # periods (docs/STREAMING.md: under heavy writes the stock timer overlaps itself).
             broker_commit_interval=max(5.0, 5 * settings.commit_interval_seconds),
             broker_session_timeout=settings.broker_session_timeout_seconds,
             broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,

@@ -14,7 +14,7 @@ for a transaction already being committed to finish. A fenced producer's next wr
 commit fails, and the worker stops instead of publishing twice.
 
 Kafka's own transaction protocol does the work; Faust's exactly-once mode is not used
-(DESIGN §7: it loses table state and fails on a graceful stop).
+(docs/STREAMING.md, "Exactly-once": it loses table state and fails on a graceful stop).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """A Faust transport whose events carry one fetched batch of one partition.
 
-Faust pays ~60 µs per event in its drain loop (DESIGN §7). :class:`BatchConsumer` turns
-each fetch into one message per input partition whose value is a :class:`RecordBatch`
-(every record fetched for that partition) and whose offset is the last record's, so the
-agent pays that cost once per batch. Changelog and other topics keep one message per
-record, which table recovery needs.
+Faust pays ~60 µs per event in its drain loop (docs/STREAMING.md, "How a batch flows").
+:class:`BatchConsumer` turns each fetch into one message per input partition whose value
+is a :class:`RecordBatch` (every record fetched for that partition) and whose offset is
+the last record's, so the agent pays that cost once per batch. Changelog and other
+topics keep one message per record, which table recovery needs.
 
 Offset bookkeeping: acking a batch commits nothing. The agent says what may be committed
 (:meth:`BatchConsumer.set_committable`): the offset up to which every record of an input
@@ -20,7 +20,7 @@ only, commits go to the worker's transactions (:class:`HookedTransactions`), the
 fences a partition's previous producer before its table is recovered
 (:attr:`BatchConsumer.on_assignment`) and commits everything before a rebalance takes
 partitions away (:attr:`BatchConsumer.on_revocation`). Faust's own exactly-once mode is
-not used (DESIGN §7).
+not used (docs/STREAMING.md, "Exactly-once").
 
 Selected by the broker URL scheme :data:`SCHEME` (``batchkafka://host:port``).
 """
@@ -112,7 +112,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
         Faust's exactly-once path reads aiokafka's cached last stable offset instead,
         which is unknown (-1) before the first fetch: table recovery then ended at once
-        with an empty table (DESIGN §7). A ListOffsets request is always answered.
+        with an empty table (docs/STREAMING.md, "Exactly-once"). A ListOffsets request is
+        always answered.
         """
         thread = self._thread
         consumer = thread._ensure_consumer()

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from app.config import ProcessingGuarantee, SaslMechanism, SecurityProtocol, Settings
+from app.config import (
+    ProcessingGuarantee,
+    SaslMechanism,
+    SecurityProtocol,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
 SECRET = "hunter2-very-secret"
 
@@ -69,3 +77,60 @@ def test_bad_values_name_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError) as excinfo:
         Settings()
     assert "web_port" in str(excinfo.value)
+
+
+def test_a_missing_ca_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+
+    missing = tmp_path / "ca.pem"
+    for name in [n for n in os.environ if n.startswith("SURGE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SURGE_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("SURGE_KAFKA_SSL_CAFILE", str(missing))
+    monkeypatch.setenv("SURGE_SNAPSHOT_HMAC_KEY", SECRET)
+
+    assert main(["worker"]) == 2
+    assert capsys.readouterr().err == (
+        f"surge worker: SURGE_KAFKA_SSL_CAFILE={missing}: the file does not exist\n"
+    )
+
+
+def test_tls_files_that_are_not_pem_are_named(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(SettingsError, match=f"SURGE_KAFKA_SSL_CAFILE={junk}: not a PEM file"):
+        Settings(kafka_security_protocol=SecurityProtocol.SSL, kafka_ssl_cafile=junk).ssl_context()
+    with pytest.raises(SettingsError, match=f"SURGE_KAFKA_SSL_CERTFILE={junk}: cannot load"):
+        Settings(
+            kafka_security_protocol=SecurityProtocol.SSL, kafka_ssl_certfile=junk
+        ).ssl_context()
+
+
+def test_sasl_and_tls_settings_that_the_protocol_ignores_are_errors() -> None:
+    with pytest.raises(SettingsError, match="SURGE_KAFKA_SASL_MECHANISM set, but "):
+        load_settings(kafka_sasl_mechanism="PLAIN")
+    with pytest.raises(SettingsError, match=r"SURGE_KAFKA_SSL_CAFILE set, but .* does not use TLS"):
+        load_settings(kafka_ssl_cafile="/etc/ssl/ca.pem")
+    with pytest.raises(SettingsError, match="SURGE_KAFKA_SSL_KEYFILE is set without"):
+        load_settings(kafka_security_protocol="SSL", kafka_ssl_keyfile="/etc/ssl/key.pem")
+
+
+def test_a_refused_sasl_login_names_the_settings_to_check() -> None:
+    from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
+
+    settings = Settings(
+        kafka_security_protocol=SecurityProtocol.SASL_PLAINTEXT,
+        kafka_sasl_mechanism=SaslMechanism.SCRAM_SHA_512,
+        kafka_sasl_username="svc-surge",
+        kafka_sasl_password=SecretStr(SECRET),
+    )
+    problem = settings.connection_problem(SaslAuthenticationFailed("bad credentials"))
+    assert problem is not None
+    assert "SURGE_KAFKA_SASL_USERNAME='svc-surge'" in problem
+    assert "SURGE_KAFKA_SASL_PASSWORD" in problem and SECRET not in problem
+    unsupported = settings.connection_problem(UnsupportedSaslMechanismError("no"))
+    assert unsupported is not None and "SURGE_KAFKA_SASL_MECHANISM=SCRAM-SHA-512" in unsupported
+    assert settings.connection_problem(TimeoutError("slow")) is None
