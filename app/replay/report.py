@@ -1,5 +1,4 @@
-"""The replay report: summary.json (headline figures), report.md (tables), PNG plots and
-report.html (one self-contained page, :mod:`app.replay.html_report`).
+"""The replay report: summary.json (headline figures), report.md (tables) and PNG plots.
 
 Nothing here reads the wall clock: the same replay writes the same summary.json.
 """
@@ -14,18 +13,15 @@ from typing import Any
 
 import orjson
 
-from app.core import Policy
 from app.events import Tier, Trigger, TriggerReason
 from app.events.codec import iso_ms
-from app.replay import evaluation, html_report, plots
+from app.replay import evaluation, plots
 from app.replay.accuracy import ForecastAccuracy
 from app.replay.evaluation import (
     ENGINE,
-    POLICY_LABELS,
     SURGE_REASONS,
     InventoryComparison,
     LeadEpisode,
-    best_policy,
     lead_summary,
     policy_table,
 )
@@ -52,10 +48,6 @@ class ReportInputs:
     calendar_name: str | None = None
     #: the first bad rows as ``file:line: reason`` (issue 19)
     bad_row_examples: Sequence[str] = ()
-    #: the policy the replay ran with (the regions table of report.html)
-    policy: Policy | None = None
-    #: where the policy file came from: ``--policy`` or ``SURGE_POLICY_FILE``
-    policy_source: str | None = None
 
 
 def build_summary(inputs: ReportInputs) -> dict[str, Any]:
@@ -77,8 +69,7 @@ def build_summary(inputs: ReportInputs) -> dict[str, Any]:
     inventory_ratio = headline["inventory_days_ratio_vs_daily"]
     lead = leads["median_trigger_lead_windows_leading"]
     assert lead is None or isinstance(lead, int | float)
-    best = best_policy(inputs.comparison)
-    summary: dict[str, Any] = {
+    return {
         "inputs": [
             {
                 "file": name,
@@ -115,9 +106,6 @@ def build_summary(inputs: ReportInputs) -> dict[str, Any]:
         "fill_rate": headline["fill_rate"],
         "fill_rate_daily": round(daily.result.fill_rate, 4),
         "headline_policy": ENGINE,
-        # issue 18: fewest stockout events at no more inventory days than daily, any policy
-        "best_policy": best,
-        "best_policy_label": None if best is None else POLICY_LABELS.get(best, best),
         "inventory": {
             "skus": inputs.comparison.skus,
             "days": round(inputs.comparison.days, 3),
@@ -136,8 +124,6 @@ def build_summary(inputs: ReportInputs) -> dict[str, Any]:
         },
         "engine_orders_placed": engine.result.orders_placed,
     }
-    summary["headline"] = " ".join(html_report.headline_sentences(summary))
-    return summary
 
 
 def _first_tier_section(summary: dict[str, Any], triggers: Sequence[Trigger]) -> list[str]:
@@ -223,7 +209,7 @@ def write_plots(directory: Path, inputs: ReportInputs) -> dict[str, str]:
         )
     plots.demand_vs_forecast(
         directory / PLOT_FILES["sku"],
-        "Top SKUs: paid units vs engine forecast per window",
+        "Top SKUs: paid units vs engine forecast per window, triggers dotted",
         sku_panels,
         window_ms,
     )
@@ -246,7 +232,7 @@ def write_plots(directory: Path, inputs: ReportInputs) -> dict[str, str]:
         cart_adds.append([cells[w].cart_adds if w in cells else 0.0 for w in windows])
     plots.demand_vs_forecast(
         directory / PLOT_FILES["category"],
-        "Top categories: paid units vs summed engine forecast",
+        "Top categories: paid units vs summed engine forecast, cart adds shaded, triggers dotted",
         category_panels,
         window_ms,
         leading=cart_adds,
@@ -266,16 +252,6 @@ def _accuracy_rows(level: str, figures: dict[str, Any]) -> list[str]:
     return rows
 
 
-def _headline_markdown(summary: dict[str, Any]) -> list[str]:
-    """The headline (issue 18): its first sentence in bold, then where to look further."""
-    first, *rest = html_report.headline_sentences(summary)
-    return [
-        " ".join([f"**{first}**", *rest]),
-        "",
-        "`report.html` beside this file lists every trigger, the top SKUs and the regions.",
-    ]
-
-
 def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
     """report.md: the figures of summary.json as tables, with assumptions and plots."""
     outcome = inputs.outcome
@@ -286,8 +262,6 @@ def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
         "Event logs replayed offline through the decision core (`app.core.Engine`) with the",
         "event clock, exactly as the service would decide. Figures from small public samples",
         "are **sample figures**: indicative, not a measurement of the method at scale.",
-        "",
-        *_headline_markdown(summary),
         "",
         "## Input",
         "",
@@ -448,16 +422,12 @@ def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
 
 
 def write_report(directory: Path, inputs: ReportInputs) -> dict[str, Any]:
-    """Write summary.json, report.md, report.html and the PNGs into ``directory``.
-
-    Returns the summary.
-    """
+    """Write summary.json, report.md and the PNGs into ``directory``; return the summary."""
     directory.mkdir(parents=True, exist_ok=True)
     summary = build_summary(inputs)
-    plot_files = write_plots(directory, inputs)
+    write_plots(directory, inputs)
     (directory / "summary.json").write_bytes(
         orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )
     (directory / "report.md").write_text(render_markdown(summary, inputs), encoding="utf-8")
-    html_report.write_html(directory, summary, inputs, plot_files)
     return summary
