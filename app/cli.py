@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "app.traffic.generate",
         "produce realistic shop traffic to the three input topics",
     ),
+    "scenario": (
+        "app.traffic.scenario_command",
+        "write a planted-truth event log and its truth (score it with replay --truth)",
+    ),
     "demo": (
         "app.traffic.demo",
         "start Kafka, the worker and the generator locally and print triggers as they arrive",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from app.core import Engine, EngineConfig, Policy, PolicyError, load_policy
 from app.core.calendar import load_calendar
 from app.core.first_tier import FirstTierPlanner
 from app.core.units import MINUTE_MS
+from app.replay import truth as truth_scoring
 from app.replay.accuracy import evaluate_forecasts
 from app.replay.evaluation import compare_policies, trigger_lead_times
 from app.replay.readers import (
@@ -20,6 +22,7 @@ from app.replay.readers import (
 )
 from app.replay.report import ReportInputs, write_report
 from app.replay.runner import DEFAULT_BATCH, ReplayOutcome, StepOutcome, run_replay
+from app.replay.truth import Truth, TruthError, load_truth
 
 FORMATS = ("auto", *(f.value for f in LogFormat))
 
@@ -62,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="allowed lateness (default 60; raise it for unsorted logs)",
     )
+    parser.add_argument(
+        "--truth",
+        type=Path,
+        metavar="FILE",
+        help="planted-truth JSON from `surge scenario`: score the triggers against it "
+        "(summary.json 'truth', a report.md section)",
+    )
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -87,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
     except PolicyError as error:  # CalendarError is a PolicyError: both name line and field
         print(f"replay: {error}", file=sys.stderr)
         return 2
+    truth: Truth | None = None
+    if args.truth is not None:
+        try:
+            truth = load_truth(args.truth)
+        except TruthError as error:
+            print(f"replay: --truth {error}", file=sys.stderr)
+            return 2
+        _check_warehouses(truth, policy)
     log_format = None if args.format == "auto" else LogFormat(args.format)
     engine = Engine(policy, EngineConfig(window_ms=window_ms, grace_ms=grace_ms))
     planner = FirstTierPlanner()
@@ -145,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         policy_name=args.policy.name if args.policy else None,
         calendar_name=args.calendar.name if args.calendar else None,
         bad_row_examples=bad_rows,
+        truth=None if truth is None else _score_truth(truth, outcome, policy),
     )
     summary = write_report(report_dir, inputs)
     print(
@@ -154,7 +173,34 @@ def run(args: argparse.Namespace) -> int:
         f"bad rows {summary['bad_rows_total']}; report in {report_dir}",
         file=sys.stderr,
     )
+    if truth is not None:
+        print(f"replay: truth: {truth_scoring.one_line(summary['truth'])}", file=sys.stderr)
     return _verdict(outcome)
+
+
+def _check_warehouses(truth: Truth, policy: Policy) -> None:
+    """Say when the policy routes the truth's regions elsewhere (routing would score 0)."""
+    differ = sorted(r for r, w in truth.warehouses.items() if policy.warehouse_for(r) != w)
+    if differ:
+        print(
+            f"replay: --truth: the policy does not send {', '.join(differ)} to the truth's "
+            "warehouses; pass the policy `surge scenario` wrote (--policy)",
+            file=sys.stderr,
+        )
+
+
+def _score_truth(truth: Truth, outcome: ReplayOutcome, policy: Policy) -> dict[str, Any]:
+    def supply_for(sku: str, category: str | None) -> tuple[float, int]:
+        terms = policy.order_terms(sku, category)
+        return terms.supplier.lead_time_hours, terms.pack_size
+
+    return truth_scoring.score(
+        truth,
+        outcome.triggers,
+        order_lines=outcome.order_lines,
+        window_ms=outcome.window_ms,
+        supply_for=supply_for,
+    )
 
 
 def _verdict(outcome: ReplayOutcome) -> int:

@@ -15,7 +15,7 @@ import orjson
 
 from app.events import Tier, Trigger, TriggerReason
 from app.events.codec import iso_ms
-from app.replay import evaluation, plots
+from app.replay import evaluation, plots, truth
 from app.replay.accuracy import ForecastAccuracy
 from app.replay.evaluation import (
     ENGINE,
@@ -48,6 +48,8 @@ class ReportInputs:
     calendar_name: str | None = None
     #: the first bad rows as ``file:line: reason`` (issue 19)
     bad_row_examples: Sequence[str] = ()
+    #: figures against a planted truth (``replay --truth``, :mod:`app.replay.truth`)
+    truth: dict[str, Any] | None = None
 
 
 def build_summary(inputs: ReportInputs) -> dict[str, Any]:
@@ -425,9 +427,14 @@ def write_report(directory: Path, inputs: ReportInputs) -> dict[str, Any]:
     """Write summary.json, report.md and the PNGs into ``directory``; return the summary."""
     directory.mkdir(parents=True, exist_ok=True)
     summary = build_summary(inputs)
+    if inputs.truth is not None:  # issue 16: scored against a planted truth
+        summary["truth"] = inputs.truth
     write_plots(directory, inputs)
     (directory / "summary.json").write_bytes(
         orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )
-    (directory / "report.md").write_text(render_markdown(summary, inputs), encoding="utf-8")
+    markdown = render_markdown(summary, inputs)
+    if inputs.truth is not None:
+        markdown += "\n" + truth.markdown(inputs.truth)
+    (directory / "report.md").write_text(markdown, encoding="utf-8")
     return summary
