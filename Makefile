@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: help venv demo test lint typecheck unit test-faults kafka-up kafka-down bench clean deploy-tools
+.PHONY: help venv demo test lint typecheck unit test-faults kafka-up kafka-down bench clean deploy-tools browser-tools
 
 help:
 	@echo "make demo        - start a local Kafka, the worker and the traffic generator; print triggers"
@@ -36,7 +36,11 @@ unit: $(STAMP)
 deploy-tools: $(STAMP)
 	$(BIN)/python tests/deploy/surge_deploy_tools.py
 
-test: lint typecheck deploy-tools
+# Headless Chromium (Debian package) for tests/browser, installed once with apt-get.
+browser-tools: $(STAMP)
+	$(BIN)/python tests/browser/surge_browser_tools.py
+
+test: lint typecheck deploy-tools browser-tools
 	$(BIN)/pytest -m "not faults" $(PYTEST_ARGS)
 
 test-faults: $(STAMP)

@@ -25,6 +25,7 @@ from app.replay.runner import DEFAULT_BATCH, ReplayOutcome, StepOutcome, run_rep
 from app.replay.truth import Truth, TruthError, load_truth
 
 FORMATS = ("auto", *(f.value for f in LogFormat))
+ENV_POLICY = "SURGE_POLICY_FILE"
 
 #: Flags that suit each bundled dataset (see docs/replay/RESULTS.md).
 RECOMMENDED = {
@@ -46,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="log format (default: detect from the first line; gzip is always detected)",
     )
-    parser.add_argument("--policy", type=Path, metavar="FILE", help="policy YAML")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="policy YAML (default: SURGE_POLICY_FILE when set, else the built-in policy)",
+    )
     parser.add_argument(
         "--calendar",
         type=Path,
@@ -89,13 +95,16 @@ def run(args: argparse.Namespace) -> int:
     if args.report.exists() and not args.report.is_dir():
         print(f"replay: --report {args.report} is a file; it must be a directory", file=sys.stderr)
         return 2
+    # issue 18: the same policy file as the worker unless --policy names another
+    policy_path, policy_source = policy_file(args.policy)
     try:
-        policy = load_policy(args.policy) if args.policy else Policy.default()
+        policy = load_policy(policy_path) if policy_path else Policy.default()
         calendar = (
             load_calendar(args.calendar, suppliers=policy.suppliers) if args.calendar else None
         )
     except PolicyError as error:  # CalendarError is a PolicyError: both name line and field
-        print(f"replay: {error}", file=sys.stderr)
+        named = f" (policy named by {policy_source})" if policy_source == ENV_POLICY else ""
+        print(f"replay: {error}{named}", file=sys.stderr)
         return 2
     truth: Truth | None = None
     if args.truth is not None:
@@ -160,10 +169,12 @@ def run(args: argparse.Namespace) -> int:
         accuracy=accuracy,
         comparison=comparison,
         episodes=episodes,
-        policy_name=args.policy.name if args.policy else None,
+        policy_name=policy_path.name if policy_path else None,
         calendar_name=args.calendar.name if args.calendar else None,
         bad_row_examples=bad_rows,
         truth=None if truth is None else _score_truth(truth, outcome, policy),
+        policy=policy,
+        policy_source=policy_source,
     )
     summary = write_report(report_dir, inputs)
     print(
@@ -201,6 +212,19 @@ def _score_truth(truth: Truth, outcome: ReplayOutcome, policy: Policy) -> dict[s
         window_ms=outcome.window_ms,
         supply_for=supply_for,
     )
+
+
+def policy_file(option: Path | None) -> tuple[Path | None, str | None]:
+    """The policy file to replay with and where it was named: ``--policy`` wins, then
+    ``SURGE_POLICY_FILE`` (read with the other settings: a bad value stops with exit 2)."""
+    if option is not None:
+        return option, "--policy"
+    from app.config import load_settings  # here: pydantic only when --policy is not given
+
+    configured = load_settings().policy_file
+    if configured is None:
+        return None, None
+    return configured, ENV_POLICY
 
 
 def _verdict(outcome: ReplayOutcome) -> int:

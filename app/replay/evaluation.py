@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from app.core.units import DAY_MS, HOUR_MS
@@ -109,6 +109,9 @@ class InventoryComparison:
     days: float
     policies: dict[str, PolicyFigures] = field(default_factory=dict)
     per_sku_stockouts: dict[str, dict[str, int]] = field(default_factory=dict)
+    per_sku_lost_units: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: the supply terms the simulation used (to run one SKU again: :func:`stock_traces`)
+    supply_for: SupplyFor | None = field(default=None, repr=False, compare=False)
 
     def headline(self) -> dict[str, float | None]:
         engine = self.policies[ENGINE]
@@ -168,76 +171,173 @@ def _order_up_to_levels(
     return levels
 
 
+@dataclass(frozen=True)
+class _Timeline:
+    """The periods of a replay: its first window, how many, and the daily review slot."""
+
+    window_ms: int
+    first_window: int
+    periods: int
+    periods_per_day: int
+    first_review: int
+
+    @classmethod
+    def of(cls, outcome: ReplayOutcome) -> _Timeline | None:
+        if outcome.first_ts is None or outcome.last_ts is None:
+            return None
+        window_ms = outcome.window_ms
+        first_window = outcome.first_ts // window_ms
+        periods_per_day = max(1, DAY_MS // window_ms)
+        return cls(
+            window_ms=window_ms,
+            first_window=first_window,
+            periods=outcome.last_ts // window_ms - first_window + 1,
+            periods_per_day=periods_per_day,
+            first_review=(-(first_window * window_ms) % DAY_MS) // window_ms % periods_per_day,
+        )
+
+
+def _sku_plans(
+    outcome: ReplayOutcome,
+    supply_for: SupplyFor,
+    timeline: _Timeline,
+    sku: str,
+    triggers: Sequence[Trigger],
+) -> tuple[
+    dict[int, list[int]], SupplyTerms, dict[str, tuple[ReviewRule | None, Sequence[PlacedOrder]]]
+]:
+    """One SKU's demand by period, its supply terms and every policy's rule and orders."""
+    window_ms, first_window, periods = timeline.window_ms, timeline.first_window, timeline.periods
+    periods_per_day = timeline.periods_per_day
+    lines = {window - first_window: qty for window, qty in outcome.order_lines.get(sku, {}).items()}
+    per_period = [0] * periods
+    for period, qty in lines.items():
+        per_period[period] = sum(qty)
+    lead_hours, pack, safety_z = supply_for(sku, outcome.sku_category.get(sku))
+    lead_periods = max(0, math.ceil(lead_hours * HOUR_MS / window_ms - 1e-9))
+    mean = sum(per_period) / periods
+    variance = statistics.pvariance(per_period) if periods > 1 else 0.0
+    mean_daily = mean * periods_per_day if window_ms <= DAY_MS else mean * DAY_MS / window_ms
+    lead_days = lead_hours / 24
+    terms = SupplyTerms(
+        start_stock=round_to_pack(mean_daily * (lead_days + 1), pack),
+        lead_periods=lead_periods,
+        pack_size=pack,
+    )
+    cover = lead_periods + 1
+    reorder_point = mean * cover + safety_z * math.sqrt(variance * cover)
+    series = outcome.sku_orders.get(sku)
+    up_to = OrderUpTo(
+        levels=tuple(_order_up_to_levels(series, first_window, periods, cover, safety_z))
+    )
+    placed = _placed_orders(triggers, window_ms, first_window)
+    daily = DailyReorder(periods_per_day=periods_per_day, first_review=timeline.first_review)
+    rules: dict[str, tuple[ReviewRule | None, Sequence[PlacedOrder]]] = {
+        DAILY: (daily, ()),
+        REORDER_POINT: (
+            ReorderPoint(reorder_point, max(pack, math.ceil(mean_daily))),
+            (),
+        ),
+        ENGINE: (up_to, placed),
+        FORECAST_ONLY: (up_to, ()),
+        DAILY_PLUS_TRIGGERS: (daily, placed),
+        TRIGGERS_ONLY: (None, placed),
+    }
+    return lines, terms, rules
+
+
 def compare_policies(outcome: ReplayOutcome, supply_for: SupplyFor) -> InventoryComparison:
     """Simulate every SKU with demand or triggers under each policy; sum per policy."""
-    window_ms = outcome.window_ms
-    if outcome.first_ts is None or outcome.last_ts is None:
+    timeline = _Timeline.of(outcome)
+    if timeline is None:
         return InventoryComparison(
             skus=0,
             periods=0,
             days=0.0,
             policies={name: PolicyFigures(name, SimResult(), 0.0) for name in POLICY_LABELS},
         )
-    first_window = outcome.first_ts // window_ms
-    periods = outcome.last_ts // window_ms - first_window + 1
-    days = periods * window_ms / DAY_MS
-    periods_per_day = max(1, DAY_MS // window_ms)
-    first_review = (-(first_window * window_ms) % DAY_MS) // window_ms % periods_per_day
+    periods = timeline.periods
+    days = periods * timeline.window_ms / DAY_MS
     triggers_by_sku: dict[str, list[Trigger]] = {}
     for trigger in outcome.triggers:
         triggers_by_sku.setdefault(trigger.sku, []).append(trigger)
     totals = {name: SimResult() for name in POLICY_LABELS}
     per_sku: dict[str, dict[str, int]] = {}
+    per_sku_lost: dict[str, dict[str, int]] = {}
     for sku in sorted(set(outcome.order_lines) | set(triggers_by_sku)):
-        lines = {
-            window - first_window: qty for window, qty in outcome.order_lines.get(sku, {}).items()
-        }
-        per_period = [0] * periods
-        for period, qty in lines.items():
-            per_period[period] = sum(qty)
-        lead_hours, pack, safety_z = supply_for(sku, outcome.sku_category.get(sku))
-        lead_periods = max(0, math.ceil(lead_hours * HOUR_MS / window_ms - 1e-9))
-        mean = sum(per_period) / periods
-        variance = statistics.pvariance(per_period) if periods > 1 else 0.0
-        mean_daily = mean * periods_per_day if window_ms <= DAY_MS else mean * DAY_MS / window_ms
-        lead_days = lead_hours / 24
-        terms = SupplyTerms(
-            start_stock=round_to_pack(mean_daily * (lead_days + 1), pack),
-            lead_periods=lead_periods,
-            pack_size=pack,
+        lines, terms, rules = _sku_plans(
+            outcome, supply_for, timeline, sku, triggers_by_sku.get(sku, ())
         )
-        cover = lead_periods + 1
-        reorder_point = mean * cover + safety_z * math.sqrt(variance * cover)
-        series = outcome.sku_orders.get(sku)
-        up_to = OrderUpTo(
-            levels=tuple(_order_up_to_levels(series, first_window, periods, cover, safety_z))
-        )
-        placed = _placed_orders(triggers_by_sku.get(sku, ()), window_ms, first_window)
-        daily = DailyReorder(periods_per_day=periods_per_day, first_review=first_review)
-        rules: dict[str, tuple[ReviewRule | None, Sequence[PlacedOrder]]] = {
-            DAILY: (daily, ()),
-            REORDER_POINT: (
-                ReorderPoint(reorder_point, max(pack, math.ceil(mean_daily))),
-                (),
-            ),
-            ENGINE: (up_to, placed),
-            FORECAST_ONLY: (up_to, ()),
-            DAILY_PLUS_TRIGGERS: (daily, placed),
-            TRIGGERS_ONLY: (None, placed),
-        }
         stockouts: dict[str, int] = {}
+        lost: dict[str, int] = {}
         for name, (rule, orders) in rules.items():
             result = simulate(lines, periods, terms, rule, orders)
             totals[name] = totals[name].plus(result)
             stockouts[name] = result.stockout_events
+            lost[name] = result.lost_units
         per_sku[sku] = stockouts
+        per_sku_lost[sku] = lost
     return InventoryComparison(
         skus=len(per_sku),
         periods=periods,
         days=days,
         policies={name: PolicyFigures(name, totals[name], days) for name in POLICY_LABELS},
         per_sku_stockouts=per_sku,
+        per_sku_lost_units=per_sku_lost,
+        supply_for=supply_for,
     )
+
+
+def stock_traces(
+    outcome: ReplayOutcome,
+    comparison: InventoryComparison,
+    sku: str,
+    policies: Collection[str] | None = None,
+) -> dict[str, list[int]]:
+    """End-of-window stock of ``sku`` per policy (all, or ``policies``), simulated again.
+
+    Empty when the comparison does not know the supply terms or the log has no events.
+    """
+    timeline = _Timeline.of(outcome)
+    if comparison.supply_for is None or timeline is None:
+        return {}
+    triggers = [t for t in outcome.triggers if t.sku == sku]
+    lines, terms, rules = _sku_plans(outcome, comparison.supply_for, timeline, sku, triggers)
+    traces: dict[str, list[int]] = {}
+    for name, (rule, orders) in rules.items():
+        if policies is not None and name not in policies:
+            continue
+        trace: list[int] = []
+        simulate(lines, timeline.periods, terms, rule, orders, on_hand_trace=trace)
+        traces[name] = trace
+    return traces
+
+
+def best_policy(comparison: InventoryComparison) -> str | None:
+    """The policy with the fewest stockout events at no more inventory days than daily.
+
+    Ties go to fewer inventory days, then to the order of :data:`POLICY_LABELS`; ``None``
+    when daily's inventory days are unknown (no demand).
+
+    >>> def figures(name, stockouts, on_hand):
+    ...     return PolicyFigures(name, SimResult(10, 10, 0, stockouts, 0, 0, on_hand, 1), 1.0)
+    >>> comparison = InventoryComparison(1, 1, 1.0, {
+    ...     DAILY: figures(DAILY, 9, 20), REORDER_POINT: figures(REORDER_POINT, 1, 30),
+    ...     ENGINE: figures(ENGINE, 5, 20)})
+    >>> best_policy(comparison)  # the reorder point holds more stock than daily
+    'engine'
+    """
+    daily = comparison.policies.get(DAILY)
+    limit = None if daily is None else daily.inventory_days
+    if limit is None:
+        return None
+    order = list(POLICY_LABELS)
+    eligible = [
+        (figures.result.stockout_events, days, order.index(name) if name in order else 99, name)
+        for name, figures in comparison.policies.items()
+        if (days := figures.inventory_days) is not None and days <= limit + 1e-9
+    ]
+    return min(eligible)[3] if eligible else None
 
 
 @dataclass(frozen=True, slots=True)

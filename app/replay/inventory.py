@@ -177,8 +177,12 @@ def simulate(
     terms: SupplyTerms,
     review: ReviewRule | None = None,
     placed_orders: Sequence[PlacedOrder] = (),
+    *,
+    on_hand_trace: list[int] | None = None,
 ) -> SimResult:
     """Run one SKU through ``periods`` periods; ``demand`` maps a period to its order lines.
+
+    ``on_hand_trace``, when given, gets the end-of-period stock of every period appended.
 
     >>> daily = DailyReorder(periods_per_day=2)
     >>> r = simulate({0: [1], 1: [2], 2: [2], 3: [1]}, 4, SupplyTerms(3, 1), daily)
@@ -187,6 +191,11 @@ def simulate(
     >>> trigger = PlacedOrder(placed=1, arrives=2, quantity=4)
     >>> simulate({2: [3]}, 3, SupplyTerms(0, 1), placed_orders=[trigger]).served_units
     3
+    >>> trace: list[int] = []
+    >>> demand = {0: [1], 1: [2], 2: [2], 3: [1]}
+    >>> _ = simulate(demand, 4, SupplyTerms(3, 1), daily, on_hand_trace=trace)
+    >>> trace
+    [2, 0, 0, 2]
     """
     arrivals: dict[int, int] = {}
     placed_by_period: dict[int, list[PlacedOrder]] = {}
@@ -236,6 +245,8 @@ def simulate(
         demand_units += period_units
         history.append(period_units)
         on_hand_sum += on_hand
+        if on_hand_trace is not None:
+            on_hand_trace.append(on_hand)
     return SimResult(
         demand_units=demand_units,
         served_units=served,

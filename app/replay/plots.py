@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 
 import matplotlib
@@ -17,8 +18,14 @@ from matplotlib.figure import Figure
 
 from app.events import Trigger, TriggerReason
 from app.replay.evaluation import (
+    DAILY,
+    DAILY_PLUS_TRIGGERS,
+    ENGINE,
+    FORECAST_ONLY,
     LEADING_REASONS,
     POLICY_LABELS,
+    REORDER_POINT,
+    TRIGGERS_ONLY,
     InventoryComparison,
     LeadEpisode,
 )
@@ -32,6 +39,15 @@ REASON_COLOURS = {
     TriggerReason.PRE_WARM: "tab:green",
     TriggerReason.SCHEDULED: "tab:gray",
 }
+#: Colour and line style of each policy's stock curve.
+POLICY_STYLES = {
+    DAILY: ("tab:gray", "--", 1.6),
+    REORDER_POINT: ("tab:blue", "-", 1.4),
+    ENGINE: ("tab:green", "-", 2.2),
+    FORECAST_ONLY: ("tab:olive", ":", 1.4),
+    DAILY_PLUS_TRIGGERS: ("tab:brown", "-.", 1.2),
+    TRIGGERS_ONLY: ("tab:pink", ":", 1.2),
+}
 # Fixed metadata so the same replay writes byte-identical PNGs.
 _PNG_METADATA = {"Software": None}
 
@@ -42,9 +58,9 @@ def _times(first_window: int, count: int, window_ms: int) -> list[datetime]:
     ]
 
 
-def _save(figure: Figure, path: Path) -> None:
+def _save(figure: Figure, path: Path | BytesIO) -> None:
     figure.tight_layout()
-    figure.savefig(path, dpi=DPI, metadata=_PNG_METADATA)
+    figure.savefig(path, dpi=DPI, format="png", metadata=_PNG_METADATA)
     plt.close(figure)
 
 
@@ -67,11 +83,13 @@ def demand_vs_forecast(
 ) -> None:
     """One panel per series: actual paid units per window, the forecast, triggers marked.
 
-    ``panels``: ``(name, first_window, forecast, actual, triggers)``.
+    ``panels``: ``(name, first_window, forecast, actual, triggers)``. ``title`` names the
+    two series always drawn; what else is drawn (``leading_label`` on a right axis, trigger
+    lines) is added to it only when some panel has it.
     """
     rows = max(1, len(panels))
     figure, axes = plt.subplots(rows, 1, figsize=(12, 2.8 * rows + 0.8), squeeze=False)
-    figure.suptitle(title, fontsize=13)
+    drew_leading = drew_triggers = False
     if not panels:
         axes[0][0].text(0.5, 0.5, "no series to show", ha="center", va="center")
         axes[0][0].set_axis_off()
@@ -91,6 +109,8 @@ def demand_vs_forecast(
             twin = axis.twinx()
             twin.plot(times, leading[index], color="tab:orange", alpha=0.35, label=leading_label)
             twin.set_ylabel(leading_label, color="tab:orange")
+            drew_leading = True
+        drew_triggers = drew_triggers or bool(triggers)
         seen: set[TriggerReason] = set()
         for trigger in triggers:
             moment = datetime.fromtimestamp(trigger.decided_at / 1000, tz=UTC)
@@ -107,7 +127,93 @@ def demand_vs_forecast(
         axis.grid(alpha=0.3)
         _format_time_axis(axis)
         axis.legend(loc="upper left", fontsize=8)
+    figure.suptitle(
+        plot_title(title, leading_label if drew_leading else None, drew_triggers), fontsize=13
+    )
     _save(figure, path)
+
+
+def plot_title(base: str, leading_label: str | None, triggers: bool) -> str:
+    """A figure title that names a series only when it is drawn.
+
+    >>> plot_title("paid units vs forecast", None, False)
+    'paid units vs forecast'
+    >>> plot_title("paid units vs forecast", "cart adds", True)
+    'paid units vs forecast; cart adds on the right axis; triggers dotted'
+    """
+    parts = [base]
+    if leading_label:
+        parts.append(f"{leading_label} on the right axis")
+    if triggers:
+        parts.append("triggers dotted")
+    return "; ".join(parts)
+
+
+def sku_detail(
+    sku: str,
+    *,
+    first_window: int,
+    window_ms: int,
+    actual: Sequence[float],
+    forecast: Sequence[float],
+    triggers: Sequence[Trigger],
+    stock: Mapping[str, Sequence[int]],
+) -> bytes:
+    """One SKU as a PNG: paid units vs forecast with triggers above, stock per policy below.
+
+    ``actual``, ``forecast`` and every curve in ``stock`` start at ``first_window``.
+    """
+    rows = 2 if stock else 1
+    figure, axes = plt.subplots(rows, 1, figsize=(11, 2.9 * rows + 0.6), squeeze=False, sharex=True)
+    demand = axes[0][0]
+    times = _times(first_window, len(actual), window_ms)
+    demand.step(times, actual, where="post", color="tab:blue", label="paid units (actual)")
+    demand.step(
+        times, forecast, where="post", color="tab:green", linestyle="--", label="engine forecast"
+    )
+    seen: set[TriggerReason] = set()
+    for trigger in triggers:
+        moment = datetime.fromtimestamp(trigger.decided_at / 1000, tz=UTC)
+        demand.axvline(
+            moment,
+            color=REASON_COLOURS.get(trigger.reason, "black"),
+            linestyle=":",
+            linewidth=1.5,
+            label=f"trigger: {trigger.reason.value}" if trigger.reason not in seen else None,
+        )
+        seen.add(trigger.reason)
+    demand.set_title(
+        plot_title(f"SKU {sku}: paid units vs engine forecast per window", None, bool(triggers)),
+        fontsize=10,
+        loc="left",
+    )
+    demand.set_ylabel("units / window")
+    demand.legend(loc="upper left", fontsize=8)
+    demand.grid(alpha=0.3)
+    _format_time_axis(demand)
+    if stock:
+        on_hand = axes[1][0]
+        for name, curve in stock.items():
+            colour, style, width = POLICY_STYLES.get(name, ("black", "-", 1.0))
+            on_hand.step(
+                _times(first_window, len(curve), window_ms),
+                curve,
+                where="post",
+                color=colour,
+                linestyle=style,
+                linewidth=width,
+                label=POLICY_LABELS.get(name, name),
+            )
+        on_hand.set_title(
+            "simulated stock on hand at the end of each window, per policy", fontsize=10, loc="left"
+        )
+        on_hand.set_ylabel("units on hand")
+        on_hand.legend(loc="upper left", fontsize=7, ncol=2)
+        on_hand.grid(alpha=0.3)
+        _format_time_axis(on_hand)
+    buffer = BytesIO()
+    _save(figure, buffer)
+    return buffer.getvalue()
 
 
 def inventory_policies(path: Path, comparison: InventoryComparison) -> None:
@@ -116,7 +222,7 @@ def inventory_policies(path: Path, comparison: InventoryComparison) -> None:
     labels = [POLICY_LABELS.get(name, name) for name in names]
     stockouts = [comparison.policies[n].result.stockout_events for n in names]
     days = [comparison.policies[n].inventory_days or 0.0 for n in names]
-    colours = ["tab:green" if n == "engine" else "tab:gray" for n in names]
+    colours = ["tab:green" if n == ENGINE else "tab:gray" for n in names]
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
     figure.suptitle(
         f"Inventory simulation: {comparison.skus} SKUs over {comparison.days:.1f} days "

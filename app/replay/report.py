@@ -1,4 +1,5 @@
-"""The replay report: summary.json (headline figures), report.md (tables) and PNG plots.
+"""The replay report: summary.json (headline figures), report.md (tables), PNG plots and
+report.html (one self-contained page, :mod:`app.replay.html_report`).
 
 Nothing here reads the wall clock: the same replay writes the same summary.json.
 """
@@ -13,15 +14,18 @@ from typing import Any
 
 import orjson
 
+from app.core import Policy
 from app.events import Tier, Trigger, TriggerReason
 from app.events.codec import iso_ms
-from app.replay import evaluation, plots, truth
+from app.replay import evaluation, html_report, plots, truth
 from app.replay.accuracy import ForecastAccuracy
 from app.replay.evaluation import (
     ENGINE,
+    POLICY_LABELS,
     SURGE_REASONS,
     InventoryComparison,
     LeadEpisode,
+    best_policy,
     lead_summary,
     policy_table,
 )
@@ -50,6 +54,10 @@ class ReportInputs:
     bad_row_examples: Sequence[str] = ()
     #: figures against a planted truth (``replay --truth``, :mod:`app.replay.truth`)
     truth: dict[str, Any] | None = None
+    #: the policy the replay ran with (the regions table of report.html)
+    policy: Policy | None = None
+    #: where the policy file came from: ``--policy`` or ``SURGE_POLICY_FILE``
+    policy_source: str | None = None
 
 
 def build_summary(inputs: ReportInputs) -> dict[str, Any]:
@@ -71,7 +79,8 @@ def build_summary(inputs: ReportInputs) -> dict[str, Any]:
     inventory_ratio = headline["inventory_days_ratio_vs_daily"]
     lead = leads["median_trigger_lead_windows_leading"]
     assert lead is None or isinstance(lead, int | float)
-    return {
+    best = best_policy(inputs.comparison)
+    summary: dict[str, Any] = {
         "inputs": [
             {
                 "file": name,
@@ -108,6 +117,9 @@ def build_summary(inputs: ReportInputs) -> dict[str, Any]:
         "fill_rate": headline["fill_rate"],
         "fill_rate_daily": round(daily.result.fill_rate, 4),
         "headline_policy": ENGINE,
+        # issue 18: fewest stockout events at no more inventory days than daily, any policy
+        "best_policy": best,
+        "best_policy_label": None if best is None else POLICY_LABELS.get(best, best),
         "inventory": {
             "skus": inputs.comparison.skus,
             "days": round(inputs.comparison.days, 3),
@@ -126,6 +138,8 @@ def build_summary(inputs: ReportInputs) -> dict[str, Any]:
         },
         "engine_orders_placed": engine.result.orders_placed,
     }
+    summary["headline"] = " ".join(html_report.headline_sentences(summary))
+    return summary
 
 
 def _first_tier_section(summary: dict[str, Any], triggers: Sequence[Trigger]) -> list[str]:
@@ -211,7 +225,7 @@ def write_plots(directory: Path, inputs: ReportInputs) -> dict[str, str]:
         )
     plots.demand_vs_forecast(
         directory / PLOT_FILES["sku"],
-        "Top SKUs: paid units vs engine forecast per window, triggers dotted",
+        "Top SKUs: paid units vs engine forecast per window",
         sku_panels,
         window_ms,
     )
@@ -234,7 +248,7 @@ def write_plots(directory: Path, inputs: ReportInputs) -> dict[str, str]:
         cart_adds.append([cells[w].cart_adds if w in cells else 0.0 for w in windows])
     plots.demand_vs_forecast(
         directory / PLOT_FILES["category"],
-        "Top categories: paid units vs summed engine forecast, cart adds shaded, triggers dotted",
+        "Top categories: paid units vs summed engine forecast",
         category_panels,
         window_ms,
         leading=cart_adds,
@@ -254,6 +268,16 @@ def _accuracy_rows(level: str, figures: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _headline_markdown(summary: dict[str, Any]) -> list[str]:
+    """The headline (issue 18): its first sentence in bold, then where to look further."""
+    first, *rest = html_report.headline_sentences(summary)
+    return [
+        " ".join([f"**{first}**", *rest]),
+        "",
+        "`report.html` beside this file lists every trigger, the top SKUs and the regions.",
+    ]
+
+
 def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
     """report.md: the figures of summary.json as tables, with assumptions and plots."""
     outcome = inputs.outcome
@@ -264,6 +288,8 @@ def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
         "Event logs replayed offline through the decision core (`app.core.Engine`) with the",
         "event clock, exactly as the service would decide. Figures from small public samples",
         "are **sample figures**: indicative, not a measurement of the method at scale.",
+        "",
+        *_headline_markdown(summary),
         "",
         "## Input",
         "",
@@ -424,12 +450,15 @@ def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
 
 
 def write_report(directory: Path, inputs: ReportInputs) -> dict[str, Any]:
-    """Write summary.json, report.md and the PNGs into ``directory``; return the summary."""
+    """Write summary.json, report.md, report.html and the PNGs into ``directory``.
+
+    Returns the summary.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     summary = build_summary(inputs)
     if inputs.truth is not None:  # issue 16: scored against a planted truth
         summary["truth"] = inputs.truth
-    write_plots(directory, inputs)
+    plot_files = write_plots(directory, inputs)
     (directory / "summary.json").write_bytes(
         orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )
@@ -437,4 +466,5 @@ def write_report(directory: Path, inputs: ReportInputs) -> dict[str, Any]:
     if inputs.truth is not None:
         markdown += "\n" + truth.markdown(inputs.truth)
     (directory / "report.md").write_text(markdown, encoding="utf-8")
+    html_report.write_html(directory, summary, inputs, plot_files)
     return summary

@@ -101,6 +101,9 @@ class ReplayOutcome:
     order_lines: dict[str, dict[int, list[int]]] = field(default_factory=dict)
     #: category -> window -> [searches, cart adds] counted from the log
     category_leading: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+    #: events and paid units per region as the log names it (the regions table)
+    region_events: Counter[str] = field(default_factory=Counter)
+    region_paid_units: Counter[str] = field(default_factory=Counter)
 
     @property
     def bad_rows(self) -> Counter[str]:
@@ -235,8 +238,10 @@ def _observed(
             if category is not None:
                 outcome.sku_category[sku] = category
         window = ts // window_ms
+        outcome.region_events[event.region] += 1
         if isinstance(event, OrderEvent):
             if event.status is OrderStatus.PAID:
+                outcome.region_paid_units[event.region] += event.qty
                 lines = outcome.order_lines.setdefault(sku, {})
                 lines.setdefault(window, []).append(event.qty)
         else:
