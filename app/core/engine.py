@@ -787,7 +787,11 @@ class Engine:
                 )
                 weight = self.config.surge_weight if live.surging or outlier else 1.0
                 series.observe(
-                    cell.units / factor, alpha=self._alpha, weight=weight, fast=self._fast
+                    cell.units / factor,
+                    alpha=self._alpha,
+                    weight=weight,
+                    fast=self._fast,
+                    season=factor,
                 )
                 result.model_updates += 1
             series.upto = start + length

@@ -122,18 +122,39 @@ class Series:
         return twin
 
     def observe(
-        self, volume: float, *, alpha: float, weight: float = 1.0, fast: float = 0.0
+        self,
+        volume: float,
+        *,
+        alpha: float,
+        weight: float = 1.0,
+        fast: float = 0.0,
+        season: float = 1.0,
     ) -> None:
         """Fold one closed window's deseasonalised volume in (``weight`` < 1: a surge window).
 
         ``fast`` is the weight of a window in ``recent`` (0: ``recent`` follows ``level``).
+        ``season`` is the seasonal factor the volume was divided by: the squares are kept
+        as ``volume**2 x season`` (the raw count's square over the factor), so Poisson
+        counts give a dispersion of 1 however deep the daily shape is. Squaring the
+        deseasonalised volume instead inflates it by the mean of ``1 / season``: a quiet
+        night's single search divided by a factor of 0.2 counts as five.
+
+        >>> night = [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]  # Poisson-like, mean 0.5 (factor 0.25)
+        >>> day = [1, 2, 3, 3, 3, 4, 4, 5, 5, 5]  # mean 3.5 (factor 1.75)
+        >>> flat, shaped = Series(upto=0), Series(upto=0)
+        >>> for n, d in zip(night, day):
+        ...     for count, factor in ((n, 0.25), (d, 1.75)):
+        ...         flat.observe(count / factor, alpha=0.01)
+        ...         shaped.observe(count / factor, alpha=0.01, season=factor)
+        >>> round(flat.dispersion(), 2), round(shaped.dispersion(), 2)
+        (1.93, 1.0)
         """
         warm = 1.0 / (self.n + 1)
         a = max(alpha, warm) * weight
         self.level += a * (volume - self.level)
         f = max(fast, warm) if fast > 0 else a
         self.recent += f * (volume - self.recent)
-        self.square += a * (volume * volume - self.square)
+        self.square += a * (volume * volume * season - self.square)
         self.n += 1
         if volume > 0:
             self.nonzero += 1

@@ -116,19 +116,38 @@ def region_words(region: str) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+def expected_text(expected: float) -> str:
+    """An expectation as a planner reads it: one decimal under 10, none above.
+
+    >>> expected_text(180.4), expected_text(0.43), expected_text(0.004), expected_text(0)
+    ('180', '0.4', 'under 0.1', '0')
+    """
+    if expected <= 0:
+        return "0"
+    if expected < 0.05:
+        return "under 0.1"
+    return f"{expected:,.1f}" if expected < 10 else f"{expected:,.0f}"
+
+
 def change_words(observed: float, expected: float) -> str:
     """How far ``observed`` runs ahead of ``expected``, in words a planner reads.
 
-    A tiny expectation makes a percentage meaningless, so below one unit it is said so.
+    A percentage up to double, a multiple beyond (``+2900 %`` reads worse than ``×30``),
+    and no ratio at all over less than one expected unit, where it would mean nothing.
 
-    >>> change_words(412, 180), change_words(12, 0.4), change_words(5, 0)
-    ('+129 %', 'expected under 1', 'new demand')
+    >>> change_words(412, 180), change_words(30, 10), change_words(12, 0.4), change_words(5, 0)
+    ('×2.3', '×3.0', 'under 1 expected', 'new demand')
+    >>> change_words(13, 10)
+    '+30 %'
     """
     if expected <= 0:
         return "new demand"
     if expected < 1.0:
-        return "expected under 1"
-    return f"{(observed / expected - 1.0) * 100:+.0f} %"
+        return "under 1 expected"
+    ratio = observed / expected
+    if ratio < 2.0:
+        return f"{(ratio - 1.0) * 100:+.0f} %"
+    return f"×{ratio:.1f}" if ratio < 100 else f"×{ratio:,.0f}"
 
 
 def order_words(
@@ -168,10 +187,10 @@ def surge_explanation(
 
     >>> surge_explanation(signal=Signal.CART_ADD, observed=412, expected=180, shoppers=390,
     ...                   region="east", since_ms=1_700_000_000_000, order="ordering 600")
-    'cart adds 412 vs 180 expected (+129 %) from 390 shoppers in east since 22:13; ordering 600'
+    'cart adds 412 vs 180 expected (×2.3) from 390 shoppers in east since 22:13; ordering 600'
     """
     return (
-        f"{SIGNAL_WORDS[signal]} {observed:g} vs {expected:.0f} expected "
+        f"{SIGNAL_WORDS[signal]} {observed:g} vs {expected_text(expected)} expected "
         f"({change_words(observed, expected)}) from {shoppers} shopper"
         f"{'s' if shoppers != 1 else ''} in {region_words(region)} since {clock_text(since_ms)}; "
         + order

@@ -25,6 +25,7 @@ import jinja2
 
 from app.core import Policy
 from app.core.routing import ALL_REGIONS
+from app.core.triggers import change_words, expected_text
 from app.core.units import HOUR_MS
 from app.events import Tier, Trigger, TriggerReason
 from app.events.codec import iso_ms
@@ -42,8 +43,6 @@ TOP_SKUS_BY_TRIGGERS = 5
 TOP_SKUS_BY_LOST_UNITS = 5
 #: The trigger table shows at most this many rows (all of them are in triggers.jsonl).
 MAX_TRIGGER_ROWS = 5000
-#: Below this many expected units a ratio or a percentage says nothing.
-MIN_EXPECTED_FOR_RATIO = 1.0
 
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -66,36 +65,17 @@ def number(value: float | None, digits: int = 0) -> str:
 
 
 def live_vs_expected(observed: float, expected: float) -> str:
-    """Live volume against the forecast, in words that stay sensible for tiny forecasts.
+    """Live volume against the forecast, in the words of the trigger explanations.
 
     >>> live_vs_expected(412, 180)
     '412 vs 180 expected (×2.3)'
     >>> live_vs_expected(12, 0.4)  # a ratio of 30 over 0.4 units would mean nothing
-    '12 vs 0.4 expected (under 1 unit expected)'
+    '12 vs 0.4 expected (under 1 expected)'
     >>> live_vs_expected(5, 0)
     '5 vs 0 expected (new demand)'
     """
-    shown = f"{observed:,.0f} vs {_expected_text(expected)} expected"
-    return f"{shown} ({ratio_words(observed, expected)})"
-
-
-def ratio_words(observed: float, expected: float) -> str:
-    """How far live runs ahead of the forecast, short; no ratio over less than one unit.
-
-    >>> ratio_words(412, 180), ratio_words(12, 0.4), ratio_words(5, 0)
-    ('×2.3', 'under 1 unit expected', 'new demand')
-    """
-    if expected <= 0:
-        return "new demand"
-    if expected < MIN_EXPECTED_FOR_RATIO:
-        return "under 1 unit expected"
-    return f"×{observed / expected:.1f}"
-
-
-def _expected_text(expected: float) -> str:
-    if expected <= 0:
-        return "0"
-    return f"{expected:,.1f}" if expected < 10 else f"{expected:,.0f}"
+    shown = f"{observed:,.0f} vs {expected_text(expected)} expected"
+    return f"{shown} ({change_words(observed, expected)})"
 
 
 def headline_sentences(summary: Mapping[str, Any]) -> list[str]:
@@ -171,7 +151,7 @@ class TriggerRow:
         if trigger.reason is TriggerReason.STOCKOUT:
             failed = trigger.failed_orders
             return f"{failed} payment{'' if failed == 1 else 's'} failed out of stock"
-        return ratio_words(trigger.observed, trigger.forecast)
+        return change_words(trigger.observed, trigger.forecast)
 
 
 @dataclass

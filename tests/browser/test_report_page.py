@@ -179,7 +179,9 @@ def test_a_tiny_forecast_reads_as_such_not_as_thousands_of_percent(report_dir: P
                 "failed out of stock"
             )
         elif trigger.forecast < 1:
-            assert text in ("under 1 unit expected", "new demand")
+            assert text in ("under 1 expected", "new demand")
+        elif trigger.observed < 2 * trigger.forecast:
+            assert text == f"{(trigger.observed / trigger.forecast - 1) * 100:+.0f} %"
         else:
             assert text == f"×{trigger.observed / trigger.forecast:.1f}"
     html = (report_dir / "report.html").read_text(encoding="utf-8")

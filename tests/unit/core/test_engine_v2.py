@@ -221,3 +221,50 @@ def test_a_window_boundary_closes_only_the_series_that_had_events() -> None:
     idle = [r for r in engine.flush().forecasts if r.actual == 0]
     assert len(idle) == 10_000 - len(active)
     assert {(r.window_start, r.window_end) for r in idle} == {(T0 + MINUTE, T0 + 9 * MINUTE)}
+
+
+HOUR = 60 * MINUTE
+
+
+def _diurnal(hour: float) -> float:
+    """A deep daily shape: 0.2x at 04:00, 1.8x at 16:00 (mean 1)."""
+    return 1.0 + 0.8 * math.sin((hour - 10.0) / 24.0 * 2.0 * math.pi)
+
+
+def _long_tail_history(engine: Engine, rng: np.random.Generator, days: int) -> int:
+    """``days`` of searches: a busy SKU ``B`` (40 an hour at the mean) carrying the shop's
+    daily shape and a long-tail SKU ``L`` (3 an hour), Poisson per minute, every search
+    from its own shopper. Returns the time the history ends."""
+    end = T0 + days * DAY_MS
+    for hour_start in range(T0, end, HOUR):
+        shape = _diurnal((hour_start % DAY_MS) / HOUR)
+        batch: list[ShopEvent] = []
+        for sku, per_hour in (("B", 40.0), ("L", 3.0)):
+            for _ in range(int(rng.poisson(per_hour * shape))):
+                at = hour_start + int(rng.integers(HOUR))
+                batch.append(SearchEvent(at, sku, user=f"{sku}{at}{rng.integers(10**9)}"))
+        batch.sort(key=lambda event: event.ts)
+        engine.process(batch)
+    return end
+
+
+def test_a_long_tail_launch_fires_on_searches_and_a_lone_shopper_does_not() -> None:
+    """12 shoppers searching a SKU that gets 3 searches an hour, spread over 40 minutes of
+    a quiet morning, is a launch: it fires before any order (the first v2's floor of 50
+    searches waited for far more). The same 12 searches from one shopper fire nothing."""
+
+    def run(users: Callable[[int], str]) -> list[tuple[int, str]]:
+        engine = Engine(Policy.default())
+        end = _long_tail_history(engine, np.random.default_rng(7), days=3)
+        start = end + 8 * HOUR  # 08:00 on day four: the shape says about 0.7x
+        fired: list[tuple[int, str]] = []
+        for k in range(12):
+            at = start + k * 200_000  # one every 3 min 20 s, 40 minutes in all
+            triggers = engine.process([SearchEvent(at, "L", user=users(k))]).triggers
+            fired += [((at - start) // MINUTE, t.reason.value) for t in triggers]
+        return fired
+
+    crowd = run(lambda k: f"fan-{k}")
+    assert [reason for _, reason in crowd] == ["search_surge"]
+    assert crowd[0][0] <= 40
+    assert run(lambda k: "one-fan") == []

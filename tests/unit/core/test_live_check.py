@@ -58,9 +58,7 @@ def test_a_surge_triggers_in_the_very_batch_that_crosses_the_margin(
     assert trigger.window_start == window and trigger.window_end == window + MINUTE
     assert trigger.first_event_at == window + 30_129  # the last event the evidence needed
     assert trigger.decided_at == window + 30_129  # the event clock (no now_ms)
-    assert "orders 42 vs 10 expected (+318 %) from 42 shoppers in east since" in (
-        trigger.explanation
-    )
+    assert "orders 42 vs 10 expected (×4.2) from 42 shoppers in east since" in (trigger.explanation)
     assert trigger.explanation.endswith("to WH-east, lead time 0.1 h")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core import PolicyError, load_policy, parse_policy
+from app.core import Policy, PolicyError, load_policy, parse_policy
 from app.events.model import Signal
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "policy.yaml"
@@ -26,7 +26,14 @@ def test_the_sample_policy_loads_and_resolves() -> None:
     assert policy.thresholds("GIFT-AMAZON-25", "gift-cards", Signal.ORDER).margin == 0.4
     assert policy.thresholds("unknown", "gift-cards", Signal.ORDER).margin == 0.4
     assert policy.thresholds("unknown", None, Signal.ORDER).margin == 0.3
-    assert policy.thresholds("unknown", None, Signal.SEARCH).evidence == 2e-7
+    assert policy.thresholds("unknown", None, Signal.SEARCH).evidence == 1e-5
+    assert policy.thresholds("unknown", None, Signal.SEARCH).min_volume == 8
+    # the sample states the built-in per-signal defaults
+    builtin = Policy.default()
+    for signal in Signal:
+        assert policy.thresholds("unknown", None, signal) == builtin.thresholds(
+            "unknown", None, signal
+        )
 
 
 def test_category_settings_apply_where_no_signal_setting_is_more_specific() -> None:
