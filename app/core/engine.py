@@ -792,6 +792,7 @@ class Engine:
                     weight=weight,
                     fast=self._fast,
                     season=factor,
+                    spread=not live.surging,
                 )
                 result.model_updates += 1
             series.upto = start + length
@@ -989,6 +990,12 @@ class Engine:
         reason = SURGE_REASON[signal]
         clock = self._clock
         if state.ledger is not None and state.ledger.in_cooldown(reason.value, clock):
+            # The surge that fired is still on: its windows must not teach the baseline
+            # (nor its dispersion) at full weight, or a launch that runs for a day lifts
+            # its own bar and the next trigger never comes.
+            for (_, at), kept in state.series.items():
+                if at == index and kept.live is not None:
+                    kept.live.surging = True
             return
         rules = self.policy.thresholds(sku, state.category, signal)
         length = cfg.window_ms
@@ -1147,7 +1154,7 @@ class Engine:
             surge_windows=terms.surge_hours() * HOUR_MS / length,
         ) * self._conversion(state, index, rules)
         ledger = state.the_ledger()
-        in_flight = ledger.in_flight(warehouse, self._clock)
+        in_flight = ledger.covering(warehouse, self.policy.central_warehouse, self._clock)
         quantity, capped = order_quantity(units - in_flight, terms)
         if quantity <= 0:
             result.suppressed += 1
@@ -1212,7 +1219,7 @@ class Engine:
             factor = self._season.factor(state.category, _ORDER, start, now_ms=self._clock)
             forecast, model = orders.recent * factor, self._model_name(orders)
             spread = math.sqrt(orders.variance())
-        in_flight = ledger.in_flight(warehouse, self._clock)
+        in_flight = ledger.covering(warehouse, self.policy.central_warehouse, self._clock)
         need = stockout_need(
             failed_units=sum(failed_by_region.values()),
             forecast_per_window=forecast,

@@ -73,6 +73,29 @@ class Ledger:
             if order.arrives_at > at_ms and (warehouse is None or order.warehouse == warehouse)
         )
 
+    def covering(self, warehouse: str, central: str, at_ms: int) -> int:
+        """Units in flight that cover a surge or stockout sent to ``warehouse``.
+
+        Stock bound for the central warehouse serves every region, so it covers a regional
+        order too; a central order is covered by everything in flight for the SKU, since
+        its surge spans the regions the regional orders went to. Without this, one flash
+        sale routed three ways (search to east, cart adds to central, orders to central)
+        ordered each part as if nothing else were coming.
+
+        >>> ledger = Ledger()
+        >>> for tid, warehouse, units in (("a", "WH-east", 30), ("b", "WH-central", 100),
+        ...                               ("c", "WH-west", 20)):
+        ...     ledger.record(tid, "r" + tid, warehouse, units, "second", at_ms=0,
+        ...                   cooldown_ms=0, lead_time_ms=3_600_000)
+        >>> ledger.covering("WH-east", "WH-central", 1_000)  # east's own + central's
+        130
+        >>> ledger.covering("WH-central", "WH-central", 1_000)  # everything in flight
+        150
+        """
+        if warehouse == central:
+            return self.in_flight(None, at_ms)
+        return self.in_flight(warehouse, at_ms) + self.in_flight(central, at_ms)
+
     def record(
         self,
         trigger_id: str,

@@ -129,6 +129,7 @@ class Series:
         weight: float = 1.0,
         fast: float = 0.0,
         season: float = 1.0,
+        spread: bool = True,
     ) -> None:
         """Fold one closed window's deseasonalised volume in (``weight`` < 1: a surge window).
 
@@ -137,7 +138,8 @@ class Series:
         as ``volume**2 x season`` (the raw count's square over the factor), so Poisson
         counts give a dispersion of 1 however deep the daily shape is. Squaring the
         deseasonalised volume instead inflates it by the mean of ``1 / season``: a quiet
-        night's single search divided by a factor of 0.2 counts as five.
+        night's single search divided by a factor of 0.2 counts as five. ``spread=False``
+        (a window inside a surge) leaves the dispersion alone: a surge is not noise.
 
         >>> night = [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]  # Poisson-like, mean 0.5 (factor 0.25)
         >>> day = [1, 2, 3, 3, 3, 4, 4, 5, 5, 5]  # mean 3.5 (factor 1.75)
@@ -154,7 +156,8 @@ class Series:
         self.level += a * (volume - self.level)
         f = max(fast, warm) if fast > 0 else a
         self.recent += f * (volume - self.recent)
-        self.square += a * (volume * volume * season - self.square)
+        if spread:
+            self.square += a * (volume * volume * season - self.square)
         self.n += 1
         if volume > 0:
             self.nonzero += 1

@@ -121,6 +121,41 @@ class DailyReorder:
 
 
 @dataclass(frozen=True, slots=True)
+class DailyOrderUpTo:
+    """The daily order-up-to practice: once a day, order up to a target stock position.
+
+    The target is ``cover_days`` of the previous day's demand, never below ``floor`` (the
+    SKU's normal stock); the position is stock on hand plus on order, so stock that came
+    from elsewhere (a surge trigger's order) is not bought a second time. On ordinary days
+    it reorders what was sold, like :class:`DailyReorder`; after a busy day it raises the
+    target, and after a trigger it orders less.
+
+    >>> rule = DailyOrderUpTo(periods_per_day=2, floor=6, cover_days=1.5)
+    >>> rule.order_quantity(2, 3, 0, [2, 1])  # an ordinary day: back to 6
+    3.0
+    >>> rule.order_quantity(2, 0, 0, [10, 6])  # a busy day: 1.5 x 16
+    24.0
+    >>> rule.order_quantity(2, 20, 10, [10, 6])  # a trigger's 10 already on the way
+    0.0
+    """
+
+    periods_per_day: int
+    floor: int
+    cover_days: float
+    first_review: int = 0
+
+    def order_quantity(
+        self, period: int, on_hand: int, on_order: int, demand_history: Sequence[int]
+    ) -> float:
+        since = period - self.first_review
+        if since < 0 or since % self.periods_per_day:
+            return 0
+        yesterday = sum(demand_history[max(0, period - self.periods_per_day) : period])
+        target = max(float(self.floor), self.cover_days * yesterday)
+        return max(0.0, target - on_hand - on_order)
+
+
+@dataclass(frozen=True, slots=True)
 class ReorderPoint:
     """A static reorder point: when stock plus stock on order is at or below it, order more.
 

@@ -20,10 +20,13 @@ lines, so each figure can be checked by hand on a few triggers:
   surges planted;
 - **stockouts**: runs with a ``stockout`` trigger on the SKU from the run's start to its
   end plus ``tolerance``; stockout triggers outside every run are false;
-- **inventory during surges**: each surge SKU simulated with the daily practice
-  (reorder yesterday's sales) and with the same practice plus every trigger the engine
-  published for it (:mod:`app.replay.inventory`); lost units inside the surge windows and
-  inventory days over the whole log.
+- **inventory during surges**: each surge SKU simulated with the daily order-up-to
+  practice (once a day, order up to the larger of its normal stock and lead time + 1 day
+  of the previous day's demand, counting stock on hand and on order:
+  :class:`~app.replay.inventory.DailyOrderUpTo`) and with the same practice plus every
+  trigger the engine published for it; lost units inside the surge windows and inventory
+  days over the whole log. Because the practice counts what is on order, a trigger's
+  units are not bought again the next day.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import orjson
 from app.core.units import DAY_MS, HOUR_MS, MINUTE_MS
 from app.events import Tier, Trigger, TriggerReason
 from app.replay.inventory import (
-    DailyReorder,
+    DailyOrderUpTo,
     PlacedOrder,
     SimResult,
     SupplyTerms,
@@ -502,7 +505,7 @@ def _simulate_through(
     *,
     periods: int,
     terms: SupplyTerms,
-    review: DailyReorder,
+    review: DailyOrderUpTo,
     orders: Sequence[PlacedOrder],
     spans: Sequence[tuple[int, int]],
 ) -> _Figures:
@@ -546,7 +549,6 @@ def surge_inventory(
     first_window = truth.start // window_ms
     periods_per_day = max(1, DAY_MS // window_ms)
     first_review = (-(first_window * window_ms) % DAY_MS) // window_ms % periods_per_day
-    daily = DailyReorder(periods_per_day=periods_per_day, first_review=first_review)
     by_sku: dict[str, list[PlantedSurge]] = {}
     for surge in truth.surges:
         by_sku.setdefault(surge.sku, []).append(surge)
@@ -555,6 +557,7 @@ def surge_inventory(
         if trigger.sku in by_sku:
             sku_triggers.setdefault(trigger.sku, []).append(trigger)
     lost = {"daily": 0, "daily_plus_triggers": 0}
+    per_sku: dict[str, dict[str, Any]] = {}
     totals = {"daily": SimResult(), "daily_plus_triggers": SimResult()}
     for sku, surges in sorted(by_sku.items()):
         lines = {
@@ -567,10 +570,17 @@ def surge_inventory(
         before = first_period if first_period >= periods_per_day else periods
         normal = sum(sum(qty) for period, qty in lines.items() if period < before)
         mean_daily = normal / before * periods_per_day
+        cover_days = lead_hours / 24 + 1
         terms = SupplyTerms(
-            start_stock=round_to_pack(mean_daily * (lead_hours / 24 + 1), pack),
+            start_stock=round_to_pack(mean_daily * cover_days, pack),
             lead_periods=max(0, math.ceil(lead_hours * HOUR_MS / window_ms - 1e-9)),
             pack_size=pack,
+        )
+        daily = DailyOrderUpTo(
+            periods_per_day=periods_per_day,
+            floor=terms.start_stock,
+            cover_days=cover_days,
+            first_review=first_review,
         )
         orders = []
         for trigger in sku_triggers.get(sku, ()):
@@ -586,12 +596,20 @@ def surge_inventory(
             ((s.start - truth.start) // window_ms, -(-(s.end - truth.start) // window_ms))
             for s in surges
         ]
+        row: dict[str, Any] = {
+            "surges": [s.id for s in surges],
+            "lead_time_hours": lead_hours,
+            "ordered_by_triggers": sum(order.quantity for order in orders),
+        }
         for name, placed in (("daily", ()), ("daily_plus_triggers", orders)):
             figures = _simulate_through(
                 lines, periods=periods, terms=terms, review=daily, orders=placed, spans=spans
             )
             lost[name] += figures.lost_in_surges
             totals[name] = totals[name].plus(figures.result)
+            row[f"lost_{name}"] = figures.lost_in_surges
+            row[f"average_on_hand_{name}"] = round(figures.result.average_on_hand, 2)
+        per_sku[sku] = row
     days = periods * window_ms / DAY_MS
 
     def inventory_days(result: SimResult) -> float | None:
@@ -619,6 +637,7 @@ def surge_inventory(
         "units_ordered_by_triggers": sum(
             t.quantity for found in sku_triggers.values() for t in found
         ),
+        "by_sku": per_sku,
     }
 
 
@@ -715,7 +734,7 @@ def markdown(figures: Mapping[str, Any]) -> str:
         f"- stockouts: {stockouts['caught']} of {stockouts['planted']} runs caught, "
         f"{stockouts['false']} false stockout triggers, median "
         f"{_fmt(stockouts['median_latency_seconds'], ' s')} after the first failed order",
-        f"- during surges ({inventory['skus']} SKUs, daily practice vs daily + the engine's "
+        f"- during surges ({inventory['skus']} SKUs, daily order-up-to vs it + the engine's "
         f"triggers): lost units {inventory['lost_units_in_surges']['daily']} vs "
         f"{inventory['lost_units_in_surges']['daily_plus_triggers']} "
         f"(change {_fmt(inventory['lost_units_in_surges']['change'])}); inventory days "

@@ -268,3 +268,34 @@ def test_a_long_tail_launch_fires_on_searches_and_a_lone_shopper_does_not() -> N
     assert [reason for _, reason in crowd] == ["search_surge"]
     assert crowd[0][0] <= 40
     assert run(lambda k: "one-fan") == []
+
+
+def test_a_surge_that_lasts_hours_keeps_firing_after_each_cooldown_and_leaves_the_baseline() -> (
+    None
+):
+    """A launch at 4x for eight hours: the windows inside its cooldowns (when the live check
+    is skipped) must not teach the baseline at full weight, or the launch lifts its own
+    bar and inflates its dispersion until the next trigger never comes."""
+    engine = Engine(Policy.default())  # 5-minute windows, 2-hour cooldown
+    rng = np.random.default_rng(3)
+    window = 5 * MINUTE
+
+    def searches(start: int, end: int, per_window: float) -> list[ShopEvent]:
+        count = int(rng.poisson(per_window * (end - start) / window))
+        times = np.sort(rng.integers(start, end, count))
+        return [SearchEvent(int(t), "S", user=f"u{int(t)}-{i}") for i, t in enumerate(times)]
+
+    day_end = T0 + 2 * DAY_MS
+    for start in range(T0, day_end, 15 * MINUTE):
+        engine.process(searches(start, start + 15 * MINUTE, 4.0))
+    series = engine._skus["S"].whole(0)
+    assert series is not None
+    before = series.level
+    fired = []
+    for start in range(day_end, day_end + 8 * HOUR, MINUTE):
+        for trigger in engine.process(searches(start, start + MINUTE, 16.0)).triggers:
+            fired.append((trigger.decided_at - day_end) // HOUR)
+    assert len(fired) >= 3  # one per cooldown, the first within the hour
+    assert fired[0] == 0
+    assert series.level < 1.1 * before
+    assert series.dispersion() < 1.5

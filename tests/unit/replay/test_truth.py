@@ -303,3 +303,28 @@ def test_replay_of_a_scenario_writes_the_truth_figures(tmp_path: Path) -> None:
     assert figures["inventory"]["lost_units_in_surges"]["daily"] >= 0
     assert len(figures["surges"]["surges"]) == 16
     assert "## Planted truth" in (report / "report.md").read_text()
+
+
+def test_the_daily_practice_counts_a_triggers_stock_instead_of_buying_it_again() -> None:
+    # as above but a day longer, and a trigger of 60 that overshoots the surge's 36 excess
+    truth = Truth(
+        start=T0,
+        end=at(96),
+        catalogue={"S0": "toys"},
+        surges=(PlantedSurge("flash-1", "flash", "S0", at(54), at(58), at(54)),),
+    )
+    first = T0 // H
+    demand = {"S0": {first + h: [10] if 54 <= h < 58 else [1] for h in range(96)}}
+
+    def supply(sku: str, category: str | None) -> tuple[float, int]:
+        return 1.0, 1
+
+    over = [trigger("S0", 53.0, quantity=60, lead_time_hours=1.0)]
+    figures = surge_inventory(truth, over, demand, H, supply)
+    row = figures["by_sku"]["S0"]
+    assert (row["lost_daily"], row["lost_daily_plus_triggers"]) == (21, 0)
+    assert row["ordered_by_triggers"] == 60
+    # the review at 72 h sees the leftover on hand and orders only up to its target, so
+    # the overshoot is sold down instead of being topped up every day after
+    without = surge_inventory(truth, [], demand, H, supply)["by_sku"]["S0"]
+    assert row["average_on_hand_daily_plus_triggers"] < 1.5 * without["average_on_hand_daily"]
