@@ -29,7 +29,7 @@ from app.core.triggers import change_words, expected_text
 from app.core.units import HOUR_MS
 from app.events import Tier, Trigger, TriggerReason
 from app.events.codec import iso_ms
-from app.replay import evaluation, plots
+from app.replay import evaluation, plots, truth
 from app.replay.evaluation import DAILY, ENGINE, POLICY_LABELS, stock_traces
 from app.replay.runner import NO_CATEGORY
 
@@ -349,7 +349,10 @@ def render_html(
     reasons = sorted({row.trigger.reason.value for row in trigger_rows})
     assumptions = (evaluation.__doc__ or "").split("Assumptions (written into the report as well):")
     template = _ENVIRONMENT.get_template(TEMPLATE)
+    truth_figures = summary.get("truth")
     return template.render(
+        truth=truth_figures,
+        truth_line=truth.one_line(truth_figures) if truth_figures else "",
         summary=summary,
         inputs=inputs,
         headline=headline_sentences(summary),

@@ -60,6 +60,7 @@ def test_the_page_is_one_file_with_every_plot_embedded(report_dir: Path) -> None
         width, height = struct.unpack(">II", png[16:24])
         assert width > 300 and height > 200
         assert image["alt"]
+    assert "truth" not in page.ids  # no --truth: no planted-truth section
 
 
 def test_best_policy_is_the_fewest_stockouts_at_no_more_inventory_than_daily(

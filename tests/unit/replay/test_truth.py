@@ -303,6 +303,19 @@ def test_replay_of_a_scenario_writes_the_truth_figures(tmp_path: Path) -> None:
     assert figures["inventory"]["lost_units_in_surges"]["daily"] >= 0
     assert len(figures["surges"]["surges"]) == 16
     assert "## Planted truth" in (report / "report.md").read_text()
+    # report.html has the same figures: one row per planted surge and per surge SKU
+    page = (report / "report.html").read_text(encoding="utf-8")
+    assert '<section id="truth">' in page and 'href="#truth"' in page
+    surges_table = page.split('<table id="truth-surges">')[1].split("</table>")[0]
+    assert surges_table.count("<tr>") == 1 + 16  # the header and one row a surge
+    for item in figures["surges"]["surges"]:
+        assert f"<td>{item['id']}</td>" in surges_table
+    stock_table = page.split('<table id="truth-inventory">')[1].split("</table>")[0]
+    assert stock_table.count("<tr>") == 1 + len(figures["inventory"]["by_sku"])
+    lost = figures["inventory"]["lost_units_in_surges"]
+    assert sum(row["lost_daily"] for row in figures["inventory"]["by_sku"].values()) == (
+        lost["daily"]
+    )
 
 
 def test_the_daily_practice_counts_a_triggers_stock_instead_of_buying_it_again() -> None:
