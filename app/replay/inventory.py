@@ -94,6 +94,16 @@ class ReviewRule(Protocol):
     ) -> float: ...
 
 
+def _previous_day(
+    period: int, first_review: int, periods_per_day: int, demand_history: Sequence[int]
+) -> int | None:
+    """The demand of the day before ``period`` if ``period`` is a daily review, else None."""
+    since = period - first_review
+    if since < 0 or since % periods_per_day:
+        return None
+    return sum(demand_history[max(0, period - periods_per_day) : period])
+
+
 @dataclass(frozen=True, slots=True)
 class DailyReorder:
     """The 24-hour practice: once a day, reorder what was sold in the previous day.
@@ -114,10 +124,8 @@ class DailyReorder:
     def order_quantity(
         self, period: int, on_hand: int, on_order: int, demand_history: Sequence[int]
     ) -> float:
-        since = period - self.first_review
-        if since < 0 or since % self.periods_per_day:
-            return 0
-        return sum(demand_history[max(0, period - self.periods_per_day) : period])
+        day = _previous_day(period, self.first_review, self.periods_per_day, demand_history)
+        return 0 if day is None else day
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +155,9 @@ class DailyOrderUpTo:
     def order_quantity(
         self, period: int, on_hand: int, on_order: int, demand_history: Sequence[int]
     ) -> float:
-        since = period - self.first_review
-        if since < 0 or since % self.periods_per_day:
+        yesterday = _previous_day(period, self.first_review, self.periods_per_day, demand_history)
+        if yesterday is None:
             return 0
-        yesterday = sum(demand_history[max(0, period - self.periods_per_day) : period])
         target = max(float(self.floor), self.cover_days * yesterday)
         return max(0.0, target - on_hand - on_order)
 

@@ -111,17 +111,7 @@ def demand_vs_forecast(
             twin.set_ylabel(leading_label, color="tab:orange")
             drew_leading = True
         drew_triggers = drew_triggers or bool(triggers)
-        seen: set[TriggerReason] = set()
-        for trigger in triggers:
-            moment = datetime.fromtimestamp(trigger.decided_at / 1000, tz=UTC)
-            axis.axvline(
-                moment,
-                color=REASON_COLOURS.get(trigger.reason, "black"),
-                linestyle=":",
-                linewidth=1.5,
-                label=f"trigger: {trigger.reason.value}" if trigger.reason not in seen else None,
-            )
-            seen.add(trigger.reason)
+        _mark_triggers(axis, triggers)
         axis.set_title(name, fontsize=10, loc="left")
         axis.set_ylabel("units / window")
         axis.grid(alpha=0.3)
@@ -171,17 +161,7 @@ def sku_detail(
     demand.step(
         times, forecast, where="post", color="tab:green", linestyle="--", label="engine forecast"
     )
-    seen: set[TriggerReason] = set()
-    for trigger in triggers:
-        moment = datetime.fromtimestamp(trigger.decided_at / 1000, tz=UTC)
-        demand.axvline(
-            moment,
-            color=REASON_COLOURS.get(trigger.reason, "black"),
-            linestyle=":",
-            linewidth=1.5,
-            label=f"trigger: {trigger.reason.value}" if trigger.reason not in seen else None,
-        )
-        seen.add(trigger.reason)
+    _mark_triggers(demand, triggers)
     demand.set_title(
         plot_title(f"SKU {sku}: paid units vs engine forecast per window", None, bool(triggers)),
         fontsize=10,
@@ -289,3 +269,18 @@ def trigger_lead(path: Path, episodes: Sequence[LeadEpisode]) -> None:
         fontsize=11,
     )
     _save(figure, path)
+
+
+def _mark_triggers(axis: Axes, triggers: Sequence[Trigger]) -> None:
+    """A dotted vertical line per trigger, coloured by reason; each reason labelled once."""
+    seen: set[TriggerReason] = set()
+    for trigger in triggers:
+        moment = datetime.fromtimestamp(trigger.decided_at / 1000, tz=UTC)
+        axis.axvline(
+            float(mdates.date2num(moment)),
+            color=REASON_COLOURS.get(trigger.reason, "black"),
+            linestyle=":",
+            linewidth=1.5,
+            label=f"trigger: {trigger.reason.value}" if trigger.reason not in seen else None,
+        )
+        seen.add(trigger.reason)

@@ -199,19 +199,24 @@ def test_stockout_recall_false_stockouts_and_latency() -> None:
     }
 
 
-def test_surge_lost_units_and_inventory_days_against_the_daily_practice() -> None:
-    # one SKU, hourly windows, 3 days: 1 unit an hour, then 10 an hour from 54 h to 58 h
+def _one_flash(hours: int) -> tuple[Truth, dict[str, dict[int, list[int]]]]:
+    """One SKU, hourly windows: 1 unit an hour, then 10 an hour from 54 h to 58 h."""
     truth = Truth(
         start=T0,
-        end=at(72),
+        end=at(hours),
         catalogue={"S0": "toys"},
         surges=(PlantedSurge("flash-1", "flash", "S0", at(54), at(58), at(54)),),
     )
     first = T0 // H
-    demand = {"S0": {first + h: [10] if 54 <= h < 58 else [1] for h in range(72)}}
+    return truth, {"S0": {first + h: [10] if 54 <= h < 58 else [1] for h in range(hours)}}
 
-    def supply(sku: str, category: str | None) -> tuple[float, int]:
-        return 1.0, 1  # one hour lead time, single units
+
+def supply(sku: str, category: str | None) -> tuple[float, int]:
+    return 1.0, 1  # one hour lead time, single units
+
+
+def test_surge_lost_units_and_inventory_days_against_the_daily_practice() -> None:
+    truth, demand = _one_flash(72)  # three days
 
     # start stock 25 (24 a day before the surge, one day and an hour of cover); the daily
     # review at 48 h reorders 24, landing at 49 h: 24 - 5 = 19 left when the surge starts,
@@ -313,25 +318,14 @@ def test_replay_of_a_scenario_writes_the_truth_figures(tmp_path: Path) -> None:
     stock_table = page.split('<table id="truth-inventory">')[1].split("</table>")[0]
     assert stock_table.count("<tr>") == 1 + len(figures["inventory"]["by_sku"])
     lost = figures["inventory"]["lost_units_in_surges"]
-    assert sum(row["lost_daily"] for row in figures["inventory"]["by_sku"].values()) == (
-        lost["daily"]
+    assert (
+        sum(row["lost_daily"] for row in figures["inventory"]["by_sku"].values()) == (lost["daily"])
     )
 
 
 def test_the_daily_practice_counts_a_triggers_stock_instead_of_buying_it_again() -> None:
     # as above but a day longer, and a trigger of 60 that overshoots the surge's 36 excess
-    truth = Truth(
-        start=T0,
-        end=at(96),
-        catalogue={"S0": "toys"},
-        surges=(PlantedSurge("flash-1", "flash", "S0", at(54), at(58), at(54)),),
-    )
-    first = T0 // H
-    demand = {"S0": {first + h: [10] if 54 <= h < 58 else [1] for h in range(96)}}
-
-    def supply(sku: str, category: str | None) -> tuple[float, int]:
-        return 1.0, 1
-
+    truth, demand = _one_flash(96)
     over = [trigger("S0", 53.0, quantity=60, lead_time_hours=1.0)]
     figures = surge_inventory(truth, over, demand, H, supply)
     row = figures["by_sku"]["S0"]
