@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -271,13 +272,17 @@ def trigger_lead(path: Path, episodes: Sequence[LeadEpisode]) -> None:
     _save(figure, path)
 
 
-def _mark_triggers(axis: Axes, triggers: Sequence[Trigger]) -> None:
-    """A dotted vertical line per trigger, coloured by reason; each reason labelled once."""
+def _mark_triggers(axis: Any, triggers: Sequence[Trigger]) -> None:
+    """A dotted vertical line per trigger, coloured by reason; each reason labelled once.
+
+    ``axis`` is a matplotlib ``Axes`` with a date x axis (its stubs type ``axvline``'s x as
+    a float; matplotlib converts the datetime).
+    """
     seen: set[TriggerReason] = set()
     for trigger in triggers:
         moment = datetime.fromtimestamp(trigger.decided_at / 1000, tz=UTC)
         axis.axvline(
-            float(mdates.date2num(moment)),
+            moment,
             color=REASON_COLOURS.get(trigger.reason, "black"),
             linestyle=":",
             linewidth=1.5,
