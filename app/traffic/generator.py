@@ -29,6 +29,7 @@ DIURNAL_AMPLITUDE = 0.5
 WEEKEND_FACTOR = 1.12
 WEEKDAY_FACTOR = (7.0 - 2 * WEEKEND_FACTOR) / 5.0  # keeps the weekly mean at 1
 CARD_DECLINED_SHARE = 0.01
+CARD_DECLINED = "card_declined"
 USERS = 250_000
 _QTY_CHOICES = np.array([1, 2, 3])
 _QTY_WEIGHTS = np.array([0.90, 0.08, 0.02])
@@ -101,6 +102,28 @@ class TrafficPlan:
     @property
     def end_ms(self) -> int:
         return self.start_ms + round(self.duration_s * 1000)
+
+
+def settle_payment(order: dict[str, Any], *, out_of_stock: bool, fate: float) -> None:
+    """Set an order's ``status`` and, when it failed, its ``reason``: out of stock, else
+    card declined for the top ``CARD_DECLINED_SHARE`` of ``fate`` (uniform in [0, 1)),
+    else paid.
+
+    >>> orders = [{}, {}, {}]
+    >>> settle_payment(orders[0], out_of_stock=True, fate=0.5)
+    >>> settle_payment(orders[1], out_of_stock=False, fate=0.995)
+    >>> settle_payment(orders[2], out_of_stock=False, fate=0.5)
+    >>> [(o["status"], o.get("reason")) for o in orders]
+    [('payment_failed', 'out_of_stock'), ('payment_failed', 'card_declined'), ('paid', None)]
+    """
+    if out_of_stock:
+        order["status"] = OrderStatus.PAYMENT_FAILED.value
+        order["reason"] = OUT_OF_STOCK
+    elif fate > 1.0 - CARD_DECLINED_SHARE:
+        order["status"] = OrderStatus.PAYMENT_FAILED.value
+        order["reason"] = CARD_DECLINED
+    else:
+        order["status"] = OrderStatus.PAID.value
 
 
 def rhythm(ts_ms: float) -> float:
@@ -245,14 +268,7 @@ class TrafficGenerator:
                             and (self._stockout_region < 0 or j == self._stockout_region)
                             and fate[n] < stockout.failure_share
                         )
-                        if out_of_stock:
-                            value["status"] = OrderStatus.PAYMENT_FAILED.value
-                            value["reason"] = OUT_OF_STOCK
-                        elif fate[n] > 1.0 - CARD_DECLINED_SHARE:
-                            value["status"] = OrderStatus.PAYMENT_FAILED.value
-                            value["reason"] = "card_declined"
-                        else:
-                            value["status"] = OrderStatus.PAID.value
+                        settle_payment(value, out_of_stock=out_of_stock, fate=fate[n])
                     value["user"] = f"u{users[n]:06d}"
                     records.append(Record(names[k], product.sku, value))
                     emitted += 1

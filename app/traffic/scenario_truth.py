@@ -42,7 +42,7 @@ from app.events import dumps
 from app.events.model import OUT_OF_STOCK, OrderStatus
 from app.replay.truth import ARRIVAL_RATIO, Decoy, PlantedStockout, PlantedSurge, Truth
 from app.traffic.catalog import CATEGORIES
-from app.traffic.generator import rhythm
+from app.traffic.generator import CARD_DECLINED, CARD_DECLINED_SHARE, rhythm, settle_payment
 
 SHAPES = {"zipf": 1.1, "flat": 0.5}  # popularity falls as 1 / rank^exponent
 REGIONS = ("east", "west", "north", "south")
@@ -53,7 +53,6 @@ SEARCH, CART, ORDER = 0, 1, 2
 BIN_MS = MINUTE_MS
 CHUNK_BINS = 360  # six hours of minutes drawn at once (bounded memory)
 SHOPPERS = 500_000
-CARD_DECLINED_SHARE = 0.01
 QTY_CHOICES = np.array([1, 2, 3])
 QTY_WEIGHTS = np.array([0.90, 0.08, 0.02])
 MEAN_QTY = float((QTY_CHOICES * QTY_WEIGHTS).sum())
@@ -71,6 +70,64 @@ SHAPES_ORDER = {name: n for n, name in enumerate(SHAPES)}
 MIN_DAYS = 7
 MIN_SKUS = 60
 DEFAULT_START_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z, a Monday
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A duration drawn uniformly between ``low`` and ``high`` whole ``unit``s."""
+
+    low: float
+    high: float
+    unit: int = MINUTE_MS
+
+    def draw(self, rng: np.random.Generator) -> int:
+        return round(float(rng.uniform(self.low, self.high))) * self.unit
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """How one kind of planted surge is drawn: the lags of cart adds behind searches and of
+    orders behind cart adds, the ramp, hold and decay, the peak multiplier ranges (search,
+    cart, order) and the least order excess an hour at full level."""
+
+    cart_lag: Span
+    order_lag: Span
+    ramp: Span
+    hold: Span
+    decay: Span
+    peak: tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
+    min_excess: float
+
+
+ENVELOPES = {
+    "launch": Envelope(
+        cart_lag=Span(30, 60),
+        order_lag=Span(30, 60),
+        ramp=Span(180, 360),
+        hold=Span(12, 36, HOUR_MS),
+        decay=Span(6, 12, HOUR_MS),
+        peak=((6, 10), (5, 8), (4, 7)),
+        min_excess=6.0,
+    ),
+    "regional": Envelope(
+        cart_lag=Span(20, 45),
+        order_lag=Span(20, 45),
+        ramp=Span(60, 180),
+        hold=Span(3, 8, HOUR_MS),
+        decay=Span(1, 3, HOUR_MS),
+        peak=((5, 8), (4, 7), (4, 6)),
+        min_excess=6.0,
+    ),
+    "flash": Envelope(
+        cart_lag=Span(3, 6),
+        order_lag=Span(3, 8),
+        ramp=Span(5, 10),
+        hold=Span(20, 45),
+        decay=Span(10, 20),
+        peak=((15, 25), (12, 20), (10, 16)),
+        min_excess=30.0,
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,30 +371,16 @@ def plan_scenario(spec: ScenarioSpec) -> ScenarioPlan:
         for n in range(COUNTS[kind]):
             sku = pick(eligible)
             region = region_of(n)
-            if kind == "launch":
-                cart_lag = round(_uniform(rng, 30, 60)) * minute
-                lags = (0, cart_lag, cart_lag + round(_uniform(rng, 30, 60)) * minute)
-                ramp = round(_uniform(rng, 180, 360)) * minute
-                hold = round(_uniform(rng, 12, 36)) * HOUR_MS
-                decay = round(_uniform(rng, 6, 12)) * HOUR_MS
-                peak = (_uniform(rng, 6, 10), _uniform(rng, 5, 8), _uniform(rng, 4, 7))
-                min_excess = 6.0
-            elif kind == "regional":
-                cart_lag = round(_uniform(rng, 20, 45)) * minute
-                lags = (0, cart_lag, cart_lag + round(_uniform(rng, 20, 45)) * minute)
-                ramp = round(_uniform(rng, 60, 180)) * minute
-                hold = round(_uniform(rng, 3, 8)) * HOUR_MS
-                decay = round(_uniform(rng, 1, 3)) * HOUR_MS
-                peak = (_uniform(rng, 5, 8), _uniform(rng, 4, 7), _uniform(rng, 4, 6))
-                min_excess = 6.0
-            else:
-                cart_lag = round(_uniform(rng, 3, 6)) * minute
-                lags = (0, cart_lag, cart_lag + round(_uniform(rng, 3, 8)) * minute)
-                ramp = round(_uniform(rng, 5, 10)) * minute
-                hold = round(_uniform(rng, 20, 45)) * minute
-                decay = round(_uniform(rng, 10, 20)) * minute
-                peak = (_uniform(rng, 15, 25), _uniform(rng, 12, 20), _uniform(rng, 10, 16))
-                min_excess = 30.0
+            shape = ENVELOPES[kind]
+            cart_lag = shape.cart_lag.draw(rng)
+            lags = (0, cart_lag, cart_lag + shape.order_lag.draw(rng))
+            ramp, hold, decay = (shape.ramp.draw(rng), shape.hold.draw(rng), shape.decay.draw(rng))
+            peak = (
+                _uniform(rng, *shape.peak[SEARCH]),
+                _uniform(rng, *shape.peak[CART]),
+                _uniform(rng, *shape.peak[ORDER]),
+            )
+            min_excess = shape.min_excess
             base = catalogue[sku].orders_per_hour
             if region is not None:
                 base = catalogue[sku].searches_per_minute[region] * 60
@@ -459,7 +502,7 @@ def _burst_rows(
                 row["amount"] = sku.price
                 if n < burst.failed_orders:
                     row["status"] = OrderStatus.PAYMENT_FAILED.value
-                    row["reason"] = "card_declined"
+                    row["reason"] = CARD_DECLINED
                 else:
                     row["status"] = OrderStatus.PAID.value
             rows.append(row)
@@ -548,18 +591,12 @@ def generate_rows(plan: ScenarioPlan, stats: ScenarioStats) -> Iterator[dict[str
             if signal == ORDER:
                 row["amount"] = round(sku.price * qtys[n], 2)
                 run = stockout_by_sku.get(event_sku[n])
-                if (
+                out_of_stock = (
                     run is not None
                     and run.start_ms <= ts < run.end_ms
                     and fate[n] < run.failure_share
-                ):
-                    row["status"] = OrderStatus.PAYMENT_FAILED.value
-                    row["reason"] = OUT_OF_STOCK
-                elif fate[n] > 1.0 - CARD_DECLINED_SHARE:
-                    row["status"] = OrderStatus.PAYMENT_FAILED.value
-                    row["reason"] = "card_declined"
-                else:
-                    row["status"] = OrderStatus.PAID.value
+                )
+                settle_payment(row, out_of_stock=out_of_stock, fate=fate[n])
             rows.append(row)
         chunk_end = chunk_start + bins * BIN_MS
         while next_burst < len(burst_rows) and int(burst_rows[next_burst]["ts"]) < chunk_end:
