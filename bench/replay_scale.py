@@ -427,7 +427,9 @@ def _warm_up() -> None:
 def child_probe(catalogue: int, limit_s: float, trace: bool) -> None:
     """Every catalogue SKU known, idle for an hour, then 2,000 others active for an hour."""
     from app.events.model import CartAddEvent, OrderEvent, OrderStatus, SearchEvent
+    from app.runtime import tune_gc
 
+    tune_gc()  # as the worker and the replay run
     began = time.perf_counter()
     figures: dict[str, Any] = {
         "catalogue": catalogue,

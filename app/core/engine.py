@@ -150,6 +150,7 @@ class Engine:
         self._categories: dict[tuple[str, int], Series] = {}
         # window start -> series with an open cell (or kept closed windows) there
         self._due = DueWindows(order=_ref_order)
+        self._opened = 0  # cells opened (or restored) since the last close: the budget
         # day -> SKUs whose last event was that day (retention checks)
         self._expiry = ExpiryWheel(self._expiry_bucket_ms())
         self._carry = StepResult()
@@ -687,6 +688,7 @@ class Engine:
             self._skip_to(
                 series, start, sku=sku, region=region, index=index, category=category, result=result
             )
+        self._opened += 1
         self._schedule(start, ref)
 
     def _schedule(self, start: int, ref: _SeriesRef) -> None:
@@ -697,6 +699,7 @@ class Engine:
         if live is None:
             return
         for start in live.cells:
+            self._opened += 1
             self._schedule(start, ref)
         if live.closed_start >= 0:
             self._schedule(live.closed_start + self._span_lengths[-1] * self.config.window_ms, ref)
@@ -716,25 +719,31 @@ class Engine:
         At most ``limit`` units of work per call (the config's ``close_budget_per_call``
         by default; ``None``: all; a window closed is one unit, a River challenger's step
         ``CHALLENGER_COST``): a boundary with many active series is spread over the next
-        calls instead of pausing one of them; windows older than the newest closed one are
-        always closed, so the backlog never grows. Counted, not timed, so replays stay exact.
-        A window waiting to be closed takes no new events (the frontier passed it) and its
-        volume already counts in live spans.
+        calls instead of pausing one of them. An older backlog (windows before the newest
+        closed one) keeps pace with arrivals: past the budget, a call still takes two refs
+        for every cell opened since the previous call (its close, then the end of its live
+        span) plus a tenth of the budget, so the backlog shrinks on every call and a pause
+        stays in proportion to the batch.
+        Counted, not timed, so replays stay exact. A window waiting to be closed takes no
+        new events (the frontier passed it) and its volume already counts in live spans.
         """
         if limit == -1:
             limit = self.config.close_budget_per_call
+        due = self._due
+        arrivals, self._opened = 2 * self._opened, 0
         frontier = self._frontier
+        newest = frontier - self.config.window_ms
         spent = 0
-        for ref in self._due.pop_before(frontier):
+        for taken, ref in enumerate(due.pop_before(frontier), start=1):
             series, category = self._series_of(ref)
             if series is not None:
                 spent += self._close_series(series, ref, category, frontier, result)
-                if (
-                    limit is not None
-                    and spent >= limit
-                    and self._due.draining >= frontier - self.config.window_ms
-                ):
-                    break  # the newest window's rest waits; an older backlog never does
+            if (
+                limit is not None
+                and spent >= limit
+                and (due.draining >= newest or taken >= arrivals + limit // 10)
+            ):
+                break  # the rest waits for the next call
         self._expire(result)
 
     def _close_series(

@@ -119,7 +119,8 @@ class DueWindows:
 
     Within a window, refs come out in a fixed order (``order`` of each ref, ascending),
     whatever order they were scheduled in: a restored engine closes a boundary's series
-    exactly as one that never stopped.
+    exactly as one that never stopped. Each window's refs are a heap, so the order costs
+    O(log n) per ref as it is scheduled and taken, never a sort of a whole boundary.
 
     >>> due = DueWindows()
     >>> due.schedule(600, "b"); due.schedule(300, "c"); due.schedule(300, "a")
@@ -132,19 +133,17 @@ class DueWindows:
     __slots__ = ("_draining", "_order", "_refs", "_starts")
 
     def __init__(self, order: Callable[[Any], Any] | None = None) -> None:
-        self._refs: dict[int, list[Any]] = {}
+        self._refs: dict[int, list[Any]] = {}  # start -> heap of (order key, ref) or refs
         self._starts: list[int] = []
         self._order = order
-        self._draining = -1  # the window whose refs are sorted and being taken
+        self._draining = -1  # the window of the ref taken last
 
     def schedule(self, start: int, ref: Hashable) -> None:
         refs = self._refs.get(start)
         if refs is None:
             refs = self._refs[start] = []
             heapq.heappush(self._starts, start)
-        elif start == self._draining:
-            self._draining = -1  # sort again before taking more
-        refs.append(ref)
+        heapq.heappush(refs, (self._order(ref), ref) if self._order is not None else ref)
 
     def pop_before(self, frontier: int, limit: int | None = None) -> Iterator[Any]:
         """Refs scheduled before ``frontier``, oldest window first (may grow meanwhile).
@@ -158,6 +157,7 @@ class DueWindows:
         (['a', 'b'], ['c'])
         """
         starts, refs_at = self._starts, self._refs
+        keyed = self._order is not None
         left = -1 if limit is None else limit
         while starts and starts[0] < frontier:
             start = starts[0]
@@ -168,11 +168,10 @@ class DueWindows:
                 continue
             if left == 0:
                 return
-            if start != self._draining:  # taken from the end: sort descending
-                refs.sort(key=self._order, reverse=True)
-                self._draining = start
+            self._draining = start
             left -= 1
-            yield refs.pop()
+            entry = heapq.heappop(refs)
+            yield entry[1] if keyed else entry
 
     @property
     def draining(self) -> int:

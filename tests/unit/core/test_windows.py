@@ -118,3 +118,26 @@ def test_a_far_future_timestamp_costs_bounded_work() -> None:
     assert result.counted == 1
     # Everything before the jump is now late, never an error.
     assert engine.process([SearchEvent(T0 + 1, "S1")]).late == 1
+
+
+def test_a_boundary_backlog_closes_a_budget_per_call_and_drains_under_new_events() -> None:
+    """Many SKUs' windows due at once: no call closes them all, and none is left behind."""
+    budget = 40
+    engine = Engine(
+        Policy.default(), EngineConfig(window_ms=MINUTE, grace_ms=0, close_budget_per_call=budget)
+    )
+    twin = Engine(Policy.default(), EngineConfig(window_ms=MINUTE, grace_ms=0))
+    known = [SearchEvent(T0 + i, f"K{i:04d}") for i in range(1_000)]
+    engine.process(known)
+    twin.process(known)
+    per_call: list[int] = []
+    everything = 0
+    for minute in range(1, 80):  # each minute: 5 new shoppers' searches, then the boundary
+        fresh = [SearchEvent(T0 + minute * MINUTE + j, f"N{minute}-{j}") for j in range(5)]
+        per_call.append(engine.process(fresh).windows_closed)
+        boundary = T0 + (minute + 1) * MINUTE
+        per_call.append(engine.advance(boundary).windows_closed)
+        everything += twin.process(fresh).windows_closed + twin.advance(boundary).windows_closed
+    assert sum(per_call) == everything > 1_400  # every SKU's window and the shop totals
+    # Two refs per opened cell (here at most 10) plus a tenth of the budget past the budget.
+    assert max(per_call) <= budget + 2 * 10 + budget // 10 + 1
