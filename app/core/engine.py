@@ -167,6 +167,33 @@ class Engine:
         """Event clock minus grace: windows ending at or before it are closed."""
         return None if self._clock == _NO_CLOCK else self._clock - self.config.grace_ms
 
+    @property
+    def closing(self) -> bool:
+        """Windows the clock passed still wait to be closed (the close budget deferred them).
+
+        Call :meth:`catch_up` until it is false when no events come (a quiet input).
+        """
+        return self._due.any_before(self._frontier)
+
+    def catch_up(self) -> StepResult:
+        """Close one budget's worth of the windows the clock passed; the clock stays.
+
+        >>> from app.events.model import SearchEvent
+        >>> config = EngineConfig(window_ms=60_000, grace_ms=0, close_budget_per_call=2)
+        >>> engine = Engine(config=config)
+        >>> _ = engine.process([SearchEvent(1_700_000_040_000, f"K-{i}") for i in range(5)])
+        >>> first = engine.advance(1_700_000_160_000).windows_closed
+        >>> closed = [first]
+        >>> while engine.closing:
+        ...     closed.append(engine.catch_up().windows_closed)
+        >>> closed  # 5 SKUs and the shop's total, two at a time
+        [2, 2, 2]
+        """
+        result = self._take_carry()
+        self._close_due(result)
+        result.touched_skus -= result.expired_skus
+        return result
+
     def skus(self) -> list[str]:
         """SKUs with state, sorted."""
         return sorted(self._skus)
@@ -1019,15 +1046,7 @@ class Engine:
         # The volume must have come in over this much event time (not one instant's burst).
         persistence = min(cfg.persistence_ms, length // 2)
         several = len(state.regions) > 1
-        groups = [
-            (name, total)
-            for name in (SHOP, state.category)
-            if name is not None and (total := self._categories.get((name, index))) is not None
-        ]
         whole_spans = self._spans(whole, state.category, index, start=start, elapsed=elapsed)
-        group_spans = [
-            self._spans(total, name, index, start=start, elapsed=elapsed) for name, total in groups
-        ]
         region_spans = {
             region: (
                 self._spans(series, state.category, index, start=start, elapsed=elapsed)
@@ -1037,12 +1056,28 @@ class Engine:
             for region in state.regions
             if (series := state.series.get((region, index))) is not None
         }
+        group_spans: list[list[SpanVolume]] | None = None  # only once something stands out
         for position in range(len(spans)):
             whole_span = whole_spans[position]
             if whole_span.effective < rules.min_volume or whole_span.covered_ms < persistence:
                 continue  # too little, or one instant's burst: a longer span may hold more
+            by_region = {region: spans_[position] for region, spans_ in region_spans.items()}
+            found = self._assess_regions(
+                state, index, whole, whole_span, by_region, lift=1.0, rules=rules, evidence=evidence
+            )
+            if not found:
+                continue
+            # The whole shop or the whole category moving is normal: it lifts the bar (and a
+            # higher bar passes nothing the plain one did not, so it is computed only now).
+            if group_spans is None:
+                group_spans = [
+                    self._spans(total, name, index, start=start, elapsed=elapsed)
+                    for name in (SHOP, state.category)
+                    if name is not None
+                    and (total := self._categories.get((name, index))) is not None
+                ]
             lift = 1.0
-            for group in group_spans:  # the whole shop or the whole category moving is normal
+            for group in group_spans:
                 lift = max(
                     lift,
                     category_factor(
@@ -1052,21 +1087,17 @@ class Engine:
                         min_expected=cfg.category_min_expected,
                     ),
                 )
-            by_region: dict[str, SpanVolume] = {}
-            found: dict[str, Assessment] = {}
-            for region, region_span in region_spans.items():
-                span = region_span[position]
-                by_region[region] = span
-                series = state.series[(region, index)]
-                seen = self._assess(series, region, span, lift=lift, rules=rules, evidence=evidence)
-                if seen is not None:
-                    found[region] = seen
-            if several:
-                seen = self._assess(
-                    whole, ALL_REGIONS, whole_span, lift=lift, rules=rules, evidence=evidence
+            if lift > 1.0:
+                found = self._assess_regions(
+                    state,
+                    index,
+                    whole,
+                    whole_span,
+                    by_region,
+                    lift=lift,
+                    rules=rules,
+                    evidence=evidence,
                 )
-                if seen is not None:
-                    found[ALL_REGIONS] = seen
             if found:
                 break
         else:
@@ -1095,6 +1126,33 @@ class Engine:
             decided_at=decided_at,
             result=result,
         )
+
+    def _assess_regions(
+        self,
+        state: SkuState,
+        index: int,
+        whole: Series,
+        whole_span: SpanVolume,
+        by_region: dict[str, SpanVolume],
+        *,
+        lift: float,
+        rules: Thresholds,
+        evidence: float,
+    ) -> dict[str, Assessment]:
+        """Each region's span, and the whole SKU's when it sells in several, that surges."""
+        found: dict[str, Assessment] = {}
+        for region, span in by_region.items():
+            series = state.series[(region, index)]
+            seen = self._assess(series, region, span, lift=lift, rules=rules, evidence=evidence)
+            if seen is not None:
+                found[region] = seen
+        if len(state.regions) > 1:
+            seen = self._assess(
+                whole, ALL_REGIONS, whole_span, lift=lift, rules=rules, evidence=evidence
+            )
+            if seen is not None:
+                found[ALL_REGIONS] = seen
+        return found
 
     def _assess(
         self,

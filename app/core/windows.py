@@ -173,6 +173,18 @@ class DueWindows:
             entry = heapq.heappop(refs)
             yield entry[1] if keyed else entry
 
+    def any_before(self, frontier: int) -> bool:
+        """Whether a ref is scheduled before ``frontier``.
+
+        >>> due = DueWindows(); due.schedule(300, "a")
+        >>> due.any_before(300), due.any_before(301)
+        (False, True)
+        """
+        starts, refs_at = self._starts, self._refs
+        while starts and not refs_at.get(starts[0]):
+            refs_at.pop(heapq.heappop(starts), None)
+        return bool(starts) and starts[0] < frontier
+
     @property
     def draining(self) -> int:
         """The window start of the ref taken last (-1 before any)."""

@@ -77,6 +77,22 @@ class Series:
         self.forecast[index] += forecast
         self.actual[index] += actual
 
+    def spread(self, window: int, windows: int, forecast: float) -> None:
+        """Add ``forecast / windows`` to each of ``windows`` windows from ``window`` on.
+
+        >>> series = Series(first=0)
+        >>> series.add(0, 1.0, 2.0); series.spread(1, 3, 6.0)
+        >>> [series.at(w) for w in range(4)]
+        [(1.0, 2.0), (2.0, 0.0), (2.0, 0.0), (2.0, 0.0)]
+        """
+        share = forecast / windows
+        if window - self.first == len(self.forecast):  # new windows at the end: one extend
+            self.forecast.extend(array("f", [share]) * windows)
+            self.actual.extend(array("f", [0.0]) * windows)
+            return
+        for offset in range(windows):
+            self.add(window + offset, share, 0.0)
+
     def at(self, window: int) -> tuple[float, float]:
         index = window - self.first
         if 0 <= index < len(self.forecast):
@@ -181,9 +197,7 @@ def run_replay(
             if windows == 1:
                 series.add(window, record.forecast, record.actual)
             else:  # an idle stretch the engine folded at once: its forecast spread evenly
-                share = record.forecast / windows
-                for offset in range(windows):
-                    series.add(window + offset, share, 0.0)
+                series.spread(window, windows, record.forecast)
 
     def step(result: StepOutcome) -> None:
         take(result)

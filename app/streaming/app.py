@@ -384,10 +384,13 @@ class SurgeWorker:
             logger.exception("sending idle ticks failed")
 
     async def _merge_tick(self, *_: Any) -> None:
-        """Tick partitions whose merge holds events and that had no batch for a while.
+        """Tick partitions whose merge holds events, or whose engine has windows left to
+        close, and that had no batch for a while.
 
         A topic can stop lagging without delivering a batch (its last offsets were
-        transaction markers): the tick makes the agent look at the held events again.
+        transaction markers): the tick makes the agent look at the held events again. An
+        engine closes a bounded number of windows per call: the ticks close the rest of
+        a busy boundary when the input goes quiet.
         """
         if not self.is_ready():
             return
@@ -395,7 +398,7 @@ class SurgeWorker:
             now = time.monotonic()
             every = self.settings.merge_tick_seconds
             for partition in sorted(self.assigned_partitions()):
-                if not self.processor.held_events(partition):
+                if not (self.processor.held_events(partition) or self.processor.closing(partition)):
                     continue
                 if now - self._stepped_at.get(partition, 0.0) >= every:
                     await self.ticks.send(key=None, value=b"", partition=partition)

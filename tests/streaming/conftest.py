@@ -32,6 +32,7 @@ class FakeEngine:
         self.fired: dict[str, list[str]] = defaultdict(list)
         self.closed: dict[str, list[str]] = defaultdict(list)
         self.process_calls = 0
+        self.closing = False  # closes every due window at once
 
     def process(self, events: Sequence[ShopEvent], now_ms: int | None = None) -> StepResult:
         self.process_calls += 1

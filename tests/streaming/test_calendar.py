@@ -260,3 +260,21 @@ def test_the_idle_timer_only_sends_ticks_for_partitions_whose_planner_is_idle(
 
     asyncio.run(worker._idle_tick())
     assert sent == [0, 2]
+
+
+def test_the_merge_timer_ticks_partitions_whose_engine_still_has_windows_to_close(
+    settings: Settings, make_processor: Callable[..., BatchProcessor]
+) -> None:
+    worker = SurgeWorker(settings, make_processor())
+    sent: list[int] = []
+
+    async def send(*, key: bytes | None, value: bytes, partition: int) -> None:
+        sent.append(partition)
+
+    worker.is_ready = lambda: True  # type: ignore[method-assign]
+    worker.assigned_partitions = lambda: {0, 1, 2}  # type: ignore[method-assign]
+    worker.ticks.send = send  # type: ignore[method-assign,assignment]
+    worker.processor.engine_for(1).closing = True  # type: ignore[misc]  # a deferred boundary
+
+    asyncio.run(worker._merge_tick())
+    assert sent == [1]

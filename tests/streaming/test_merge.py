@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import orjson
 
+from app.core import Engine, EngineConfig, Policy
 from app.events import CartAddEvent, SearchEvent, Signal
 from app.streaming.merge import PartitionMerge
 from app.streaming.processor import BatchProcessor
@@ -187,6 +188,39 @@ def test_a_tick_releases_what_a_topic_held_back_once_it_caught_up_without_a_batc
     assert engine.count("SKU-1", Signal.CART_ADD) == 25
     assert len(outcome.triggers) == 1
     assert processor.committable(0)[CARTS] == 25
+
+
+def test_ticks_close_what_a_busy_boundary_deferred_once_the_input_goes_quiet(
+    settings: object, clock: FakeClock
+) -> None:
+    # The engine closes a bounded number of windows per call; with no more batches coming,
+    # the ticks must close the rest (or a quiet shop's last windows never publish).
+    engine = Engine(
+        Policy.default(), EngineConfig(window_ms=60_000, grace_ms=0, close_budget_per_call=50)
+    )
+    processor = BatchProcessor(
+        settings,  # type: ignore[arg-type]
+        engine_factory=lambda: engine,
+        clock=clock,
+    )
+    skus = [f"K{i:03d}" for i in range(400)]
+    values: list[bytes | None] = [
+        orjson.dumps({"ts": T0 + i, "sku": sku}) for i, sku in enumerate(skus)
+    ]
+    processor.handle(RecordBatch(SEARCHES, 0, list(range(400)), [None] * 400, values))
+    clock.now_ms += 11 * 60_000
+    later = orjson.dumps({"ts": T0 + 10 * 60_000, "sku": "K000"})  # the clock passes them all
+    closed = {
+        r.sku for r in processor.handle(RecordBatch(SEARCHES, 0, [400], [None], [later])).forecasts
+    }
+    assert len(closed) < 100 and processor.closing(0)
+
+    ticks = 0
+    while processor.closing(0) and ticks < 100:
+        closed |= {r.sku for r in processor.tick(0).forecasts}
+        ticks += 1
+    assert closed >= set(skus)
+    assert 5 <= ticks < 20
 
 
 def test_a_batch_read_again_while_its_events_are_held_is_not_counted_twice(
