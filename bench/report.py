@@ -167,17 +167,28 @@ def render(latest: dict[str, Any]) -> str:
         lines += ["### Memory", "", *memory_lines(benchmarks["memory"]), ""]
     if "recovery" in benchmarks:
         rec = benchmarks["recovery"]
+        dyn = rec.get("dynamic") or {}
         lines += [
             "### Recovery after SIGKILL",
             "",
-            f"Restart → `/ready`: **{_n(rec.get('recovery_s'), 1)} s** (session timeout "
-            f"{_n(rec.get('session_timeout_s'))} s); first event handled after "
+            f"Static membership (`SURGE_GROUP_INSTANCE_ID`, as the StatefulSet runs): restart "
+            f"→ `/ready` **{_n(rec.get('recovery_s'), 1)} s**; first event handled after "
             f"{_n(rec.get('resume_s'), 1)} s; {_n(rec.get('skus_restored'))} SKUs restored, "
             f"{_n(rec.get('duplicates_skipped'))} redelivered events skipped as already "
             f"applied; committed offsets at the end of the input {_n(rec.get('caught_up_s'), 1)}"
             " s after the restart.",
             "",
         ]
+        if dyn:
+            lines += [
+                f"Dynamic membership in the same run (no instance id; session timeout "
+                f"{_n(dyn.get('session_timeout_s'))} s): `/ready` "
+                f"{_n(dyn.get('recovery_s'), 1)} s, first event after "
+                f"{_n(dyn.get('resume_s'), 1)} s, caught up after "
+                f"{_n(dyn.get('caught_up_s'), 1)} s. Static / dynamic: "
+                f"{_n(rec.get('static_vs_dynamic'), 3)}.",
+                "",
+            ]
     if "scale" in benchmarks:
         sc = benchmarks["scale"]
         lines += [

@@ -21,8 +21,8 @@ from app.core import Policy, PolicyError, load_policy
 from app.core.calendar import Calendar, CalendarError, load_calendar
 from app.core.units import HOUR_MS
 from app.streaming.calendar_feed import CalendarFeed, CalendarReader
+from app.streaming.delivery import delivery_for
 from app.streaming.processor import (
-    BatchOutcome,
     BatchProcessor,
     Outgoing,
     tick_topic_name,
@@ -30,9 +30,7 @@ from app.streaming.processor import (
 )
 from app.streaming.publish import BatchPublisher
 from app.streaming.records import RecordBatch
-from app.streaming.recovery import MarkerAwareTableManager
 from app.streaming.rekey import rekey_topic_name
-from app.streaming.transactions import PartitionTransactions
 from app.streaming.transport import SCHEME, BatchConsumer, register
 
 logger = logging.getLogger(__name__)
@@ -186,8 +184,8 @@ class SurgeWorker:
     """The streaming service: one Faust app driving one decision engine."""
 
     def __init__(self, settings: Settings, processor: BatchProcessor | None = None) -> None:
-        self.exactly_once = settings.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE
-        if self.exactly_once and not settings.store.startswith("memory:"):
+        exactly_once = settings.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE
+        if exactly_once and not settings.store.startswith("memory:"):
             raise ConfigurationError(EXACTLY_ONCE_NEEDS_MEMORY_STORE)
         register()
         quiet_framework_loggers()
@@ -200,10 +198,8 @@ class SurgeWorker:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # Exactly-once is Kafka transactions run by this worker (app/streaming/
         # transactions.py) over Faust's at-least-once mode, not Faust's own (docs/STREAMING.md).
-        extra: dict[str, Any] = {}
-        if self.exactly_once:
-            extra["TableManager"] = MarkerAwareTableManager
-        BatchConsumer.read_committed = self.exactly_once
+        self.delivery = delivery_for(self)
+        BatchConsumer.read_committed = self.delivery.read_committed
         self.app = faust.App(
             settings.app_id,
             broker=broker_urls(settings.kafka_bootstrap_servers),
@@ -230,7 +226,7 @@ class SurgeWorker:
             web_tables_enabled=False,
             key_serializer="raw",
             value_serializer="raw",
-            **extra,
+            **self.delivery.app_options(),
         )
         input_topics = tuple(settings.input_topics)
         self.tick_topic = tick_topic_name(settings)
@@ -269,15 +265,8 @@ class SurgeWorker:
         # Outputs go straight to the aiokafka producer Faust uses, in record batches; under
         # exactly-once to the transactional producer of the batch's partition.
         self.publisher = BatchPublisher(lambda: cast(Any, self.app.producer)._ensure_producer())
-        self.transactions = PartitionTransactions(settings, group_id=settings.app_id)
-        self._publishers: dict[int, BatchPublisher] = {}
         # Exactly-once: a commit never sees a batch half handled.
-        self._batch_lock = asyncio.Lock()
-        self._tick_offsets: dict[int, int] = {}
-        self._unconfirmed: dict[int, list[asyncio.Future[Any]]] = {}
-        self._sent_offsets: dict[int, dict[tuple[str, int], int]] = {}
-        # Monotonic time each input partition last went through the processor.
-        self._stepped_at: dict[int, float] = {}
+        self.batch_lock = asyncio.Lock()
         # Per input partition: the offset after the last handled batch, and the seek epoch
         # of a resync this worker asked for (see _in_sequence).
         self._handled_to: dict[TP, int] = {}
@@ -300,8 +289,7 @@ class SurgeWorker:
             self._merge_tick
         )
         self._add_views()
-        if self.exactly_once:
-            self._hook_transactions()
+        self.delivery.hook(cast(BatchConsumer, self.app.consumer))
 
     def _input_partition_count(self, topic: str) -> int | None:
         count = self.app.consumer.topic_partitions(topic)
@@ -400,7 +388,7 @@ class SurgeWorker:
             for partition in sorted(self.assigned_partitions()):
                 if not (self.processor.held_events(partition) or self.processor.closing(partition)):
                     continue
-                if now - self._stepped_at.get(partition, 0.0) >= every:
+                if now - self.processor.handled_at(partition) >= every:
                     await self.ticks.send(key=None, value=b"", partition=partition)
         except Exception:  # the next batch or tick looks again
             logger.exception("sending merge ticks failed")
@@ -449,14 +437,9 @@ class SurgeWorker:
         self._generation = generation
         self._handled_to = {}
         self._resyncs = {}
-        self._stepped_at = {}
-        self._tick_offsets = {}
-        self._unconfirmed = {}
-        self._sent_offsets = {}
         consumer = cast(BatchConsumer, self.app.consumer)
         partitions = self.assigned_partitions()
-        if self.exactly_once:  # fenced at assignment already; a no-op unless that failed
-            await self.transactions.assign(partitions)
+        await self.delivery.start_generation(partitions)
         start_offsets: dict[tuple[str, int], int | None] = {}
         for topic in sorted(self.merged_topics):
             for partition in sorted(partitions):
@@ -557,7 +540,7 @@ class SurgeWorker:
 
     async def handle_event(self, batch: RecordBatch, event: Any) -> None:
         """Handle one batch: decide, publish, write state, ack, commit about once a second."""
-        async with self._batch_lock:
+        async with self.batch_lock:
             await self._handle(batch, event)
         now = time.monotonic()
         if now - self._last_commit >= self.settings.commit_interval_seconds:
@@ -570,15 +553,10 @@ class SurgeWorker:
             return
         generation = self._generation
         outcome = self.processor.handle(batch)
-        if self.exactly_once:  # the state joins the batch's transaction
-            outcome.messages.extend(self._changelog_messages(batch.partition, outcome))
-        await self._publish(batch.partition, outcome)
-        if not self.exactly_once:  # after the decisions it records are durable
-            self._write_table(outcome)
+        await self.delivery.deliver(batch.partition, outcome)
         tp = TP(batch.topic, batch.partition)
         self._handled_to[tp] = max(self._handled_to.get(tp, 0), batch.last_offset + 1)
         self._resyncs.pop(tp, None)
-        self._stepped_at[batch.partition] = time.monotonic()
         consumer = self.app.consumer
         if isinstance(consumer, BatchConsumer) and generation == self.app.consumer_generation_id:
             self._settle_offsets(consumer, batch)
@@ -586,178 +564,30 @@ class SurgeWorker:
             event.ack()
         self._record_lag(batch)
 
-    def _write_table(self, outcome: BatchOutcome) -> None:
-        """At-least-once: the batch's state writes go through the table (Faust sends them
-        to the changelog)."""
-        table = self.table
-        for key, blob in outcome.state_writes.items():
-            table[key] = blob
-        for key in outcome.state_deletes:
-            table.pop(key, None)
-
-    def _changelog_messages(self, partition: int, outcome: BatchOutcome) -> list[Outgoing]:
-        """Exactly-once: put the state writes and deletes in the table's store and return
-        them as the partition's changelog records, encoded as Faust encodes its own."""
-        table = cast(Any, self.table)
-        store = table.data
-        topic = table.changelog_topic
-        name = topic.get_topic_name()
-        values: dict[str, bytes | None] = dict(outcome.state_writes)
-        values.update(dict.fromkeys(outcome.state_deletes))
-        messages: list[Outgoing] = []
-        for key, value in values.items():
-            if value is None:
-                store.pop(key, None)
-            else:
-                store[key] = value
-            raw_key, _ = topic.prepare_key(key, table.key_serializer)
-            raw_value = None
-            if value is not None:
-                raw_value, _ = topic.prepare_value(value, table.value_serializer)
-            messages.append(Outgoing(name, raw_key, raw_value, partition=partition))
-        return messages
-
     async def _commit(self) -> None:
-        """Commit what is committable: the transactions under exactly-once."""
-        if self.exactly_once:
-            await self._commit_transactions()
-        elif await self.app.consumer.commit():
-            metrics.COMMITS.inc()
-
-    # -- exactly-once ------------------------------------------------------------------
-
-    def _hook_transactions(self) -> None:
-        consumer = cast(BatchConsumer, self.app.consumer)
-        consumer.transactional_commit = self._commit_for_faust
-        consumer.on_assignment = self._fence
-        consumer.on_revocation = self._commit_before_revocation
-
-    async def _commit_for_faust(self, offsets: Any, start_new_transaction: bool) -> bool:
-        """Faust's commits (its timer, the final one at a stop) commit the transactions;
-        the offsets come from the processor, as they must match the state written."""
-        return await self._commit_transactions(begin=start_new_transaction)
-
-    async def _fence(self, assigned: set[TP]) -> None:
-        """Before Faust recovers the table: own the assigned partitions' transactional ids."""
-        partitions = {tp.partition for tp in assigned if tp.topic in self.input_topics}
-        try:
-            await self.transactions.assign(partitions)
-        except Exception as exc:
-            logger.exception("starting the transactional producers failed; stopping")
-            await self.app.crash(exc)
-            raise
-
-    async def _commit_before_revocation(self, revoked: set[TP]) -> None:
-        """A rebalance takes partitions away: commit all now, or their work would be lost
-        with the in-memory state that the next owner never sees."""
-        await self._commit_transactions()
-
-    async def _commit_transactions(self, *, begin: bool = True) -> bool:
-        """Commit every partition's transaction with its state and input offsets.
-
-        Under the batch lock: each partition's changed SKU state is written into its
-        transaction, then the offsets up to which everything was applied, then the
-        transaction commits. ``begin=False`` (the final commit of a stop) also stops the
-        producers. A failing commit stops the worker: the transaction cannot be trusted.
-        """
-        consumer = self.app.consumer
-        if isinstance(consumer, BatchConsumer) and consumer.frozen:
-            return False
-        async with self._batch_lock:
-            committed = False
-            for partition in sorted(self.transactions.partitions):
-                try:
-                    await self._commit_partition(partition, begin=begin)
-                except Exception as exc:
-                    if isinstance(consumer, BatchConsumer):
-                        consumer.frozen = True
-                    self.failure = exc
-                    logger.exception(
-                        "committing the transaction of partition %d failed; stopping", partition
-                    )
-                    await self.app.crash(exc)
-                    return False
-                committed = True
-            if not begin:
-                await self.transactions.stop()
-            if committed:
-                metrics.COMMITS.inc()
-            return committed
-
-    async def _commit_partition(self, partition: int, *, begin: bool) -> None:
-        written = BatchOutcome(state_writes=self.processor.write_partition(partition))
-        messages = self._changelog_messages(partition, written)
-        unconfirmed = self._unconfirmed.pop(partition, [])
-        unconfirmed += await self._publisher(partition).publish(messages)
-        # aiokafka commits a transaction even if one of its batches failed (it expired,
-        # say): that output would be lost with its offsets committed. Wait for all.
-        await asyncio.gather(*unconfirmed)
-        offsets = {
-            (topic, partition): offset
-            for topic, offset in self.processor.committable(partition).items()
-        }
-        tick = self._tick_offsets.get(partition)
-        if tick is not None:
-            offsets[(self.tick_topic, partition)] = tick
-        # Only what moved: an idle partition's commit is then an empty transaction, which
-        # costs no request at all.
-        sent = self._sent_offsets.setdefault(partition, {})
-        moved = {tp: offset for tp, offset in offsets.items() if sent.get(tp) != offset}
-        await self.transactions.commit(partition, moved, begin=begin)
-        sent.update(moved)
-
-    def _publisher(self, partition: int) -> BatchPublisher:
-        """The publisher of a partition's output (its transaction's, under exactly-once)."""
-        if not self.exactly_once:
-            return self.publisher
-        publisher = self._publishers.get(partition)
-        if publisher is None:
-            transactions = self.transactions
-            publisher = self._publishers[partition] = BatchPublisher(
-                lambda: transactions.producer(partition)
-            )
-        return publisher
+        """Commit what is committable (the transactions under exactly-once)."""
+        await self.delivery.commit()
 
     async def _write_pending_state(self) -> None:
-        """At stop: write every changed SKU (straight to its changelog partition, as the
-        agent no longer runs) and make all applied offsets committable. Under exactly-once:
-        commit the transactions and stop their producers."""
-        if self.exactly_once:
-            await self._commit_transactions(begin=False)
-            return
-        consumer = self.app.consumer
-        if not isinstance(consumer, BatchConsumer) or self._generation is None:
-            return
-        if self._generation != self.app.consumer_generation_id:
-            return
-        for partition, blobs in self.processor.write_all().items():
-            for key, blob in blobs.items():
-                self.table.send_changelog(partition, key, blob)
-        for partition in self.assigned_partitions():
-            self._offer_committable(consumer, partition)
+        """At stop, before the final commit: what the delivery keeps pending."""
+        await self.delivery.at_stop()
+
+    def in_current_generation(self) -> bool:
+        """Whether the state was rebuilt for the consumer's current generation."""
+        return self._generation is not None and self._generation == self.app.consumer_generation_id
 
     def _settle_offsets(self, consumer: BatchConsumer, batch: RecordBatch) -> None:
         """What the batch made committable."""
         partition = batch.partition
         if batch.topic == self.tick_topic:
             consumer.set_committable(TP(batch.topic, partition), batch.last_offset + 1)
-            self._tick_offsets[partition] = batch.last_offset + 1
-        self._offer_committable(consumer, partition)
+            self.delivery.tick_consumed(partition, batch.last_offset + 1)
+        self.offer_committable(consumer, partition)
 
-    def _offer_committable(self, consumer: BatchConsumer, partition: int) -> None:
+    def offer_committable(self, consumer: BatchConsumer, partition: int) -> None:
         """Hand the consumer what the processor says is committable for a partition."""
         for topic, offset in self.processor.committable(partition).items():
             consumer.set_committable(TP(topic, partition), offset)
-
-    async def _publish(self, partition: int, outcome: BatchOutcome) -> None:
-        pending = await self._publisher(partition).publish(outcome.messages)
-        if self.exactly_once:
-            # Checked before the transaction commits: a send that failed must fail it.
-            self._unconfirmed.setdefault(partition, []).extend(pending)
-        elif outcome.triggers or outcome.forecasts:
-            # The state about to be written records these decisions: make them durable
-            # first, so a crash can re-send a decision but never lose one.
-            await asyncio.gather(*pending)
 
     def _record_lag(self, batch: RecordBatch) -> None:
         try:

@@ -95,6 +95,28 @@ class Outgoing:
 
 
 @dataclass(slots=True)
+class PartitionRuntime:
+    """What the processor keeps for one input partition, from its first batch (or its
+    restored state) until the next rebalance starts the partitions over."""
+
+    engine: Engine
+    merge: PartitionMerge
+    planner: FirstTierPlanner
+    #: SKUs changed since their state was last written.
+    dirty: set[str] = field(default_factory=set)
+    #: Wall time of the last full state write (None: none yet in this generation).
+    flushed_at: int | None = None
+    #: Per input topic, the offset committable after that write.
+    flushed_offsets: dict[str, int] = field(default_factory=dict)
+    #: Wall time the shared state (event clock, category totals) was last written.
+    shared_saved_at: int | None = None
+    #: Wall time of the last planner run (None: none yet in this generation).
+    stepped_at: int | None = None
+    #: Monotonic time of the last batch or tick handled (0: none yet).
+    handled_at: float = 0.0
+
+
+@dataclass(slots=True)
 class BatchOutcome:
     """What handling one batch produced, in publish order: dead letters, triggers, forecasts."""
 
@@ -204,17 +226,15 @@ class BatchProcessor:
         self._clock = clock
         self._partition_count = partition_count
         self._lagging = lagging or (lambda topic, partition, received: False)
-        self._merges: dict[int, PartitionMerge] = {}
+        self._partitions: dict[int, PartitionRuntime] = {}
         self._start_offsets: dict[tuple[str, int], int | None] = {}
         self._home: dict[tuple[str, int], int] = {}
         self._secret = settings.require_snapshot_key()
         self._signals = {topic: Signal(value) for topic, value in settings.input_topics.items()}
         self._source = f"/surge-replenishment/{settings.app_id}"
         self._max_future_ms = settings.max_future_seconds * 1000
-        self._engines: dict[int, Engine] = {}
         self._applied: dict[str, dict[str, int]] = {}
         self._partition_of: dict[str, int] = {}
-        self._shared_saved_at: dict[int, int] = {}
         # SKU state is written at most once per state_write_interval_seconds per
         # partition (and at once for SKUs that just triggered); offsets become
         # committable only up to what the last write covered.
@@ -222,9 +242,6 @@ class BatchProcessor:
         self._abs_error = {
             signal: metrics.FORECAST_ABS_ERROR.labels(signal.value) for signal in Signal
         }
-        self._dirty: dict[int, set[str]] = {}
-        self._flushed_at: dict[int, int] = {}
-        self._flushed_offsets: dict[int, dict[str, int]] = {}
         self.tick_topic = tick_topic_name(settings)
         self.rekey_topic = rekey_topic_name(settings)
         # Re-keyed events taken in but not applied yet: their source, for the applied
@@ -234,39 +251,49 @@ class BatchProcessor:
         self.calendar = Calendar()
         self.calendar_ready: Callable[[], bool] = lambda: True
         self._planner_config = FirstTierConfig(pre_warm_lead_hours=settings.pre_warm_lead_hours)
-        self._planners: dict[int, FirstTierPlanner] = {}
-        self._stepped_at: dict[int, int] = {}
 
-    def planner_for(self, partition: int) -> FirstTierPlanner:
-        """The first-tier planner of an input partition (created empty on first use)."""
-        planner = self._planners.get(partition)
-        if planner is None:
-            planner = self._planners[partition] = FirstTierPlanner(self._planner_config)
-        return planner
-
-    def idle_since(self, partition: int) -> int | None:
-        """Wall time of the partition's last planner run (None: not since the last reset)."""
-        return self._stepped_at.get(partition)
-
-    def merge_for(self, partition: int) -> PartitionMerge:
-        """The event-time merge of an input partition's topics (created on first use)."""
-        merge = self._merges.get(partition)
-        if merge is None:
-            settings = self.settings
+    def runtime(self, partition: int) -> PartitionRuntime:
+        """An input partition's engine, merge, planner and write bookkeeping (created on
+        first use: empty engine and planner, the merge reading from the start offsets)."""
+        runtime = self._partitions.get(partition)
+        if runtime is None:
             topics = [*self._signals, self.rekey_topic]
-            merge = self._merges[partition] = PartitionMerge(
+            merge = PartitionMerge(
                 topics,
-                hold_above=settings.merge_hold_events,
+                hold_above=self.settings.merge_hold_events,
                 start_offsets={
                     topic: self._start_offsets.get((topic, partition)) for topic in topics
                 },
             )
-        return merge
+            runtime = self._partitions[partition] = PartitionRuntime(
+                engine=self._engine_factory(),
+                merge=merge,
+                planner=FirstTierPlanner(self._planner_config),
+            )
+        return runtime
+
+    def planner_for(self, partition: int) -> FirstTierPlanner:
+        """The first-tier planner of an input partition."""
+        return self.runtime(partition).planner
+
+    def idle_since(self, partition: int) -> int | None:
+        """Wall time of the partition's last planner run (None: not since the last reset)."""
+        runtime = self._partitions.get(partition)
+        return runtime.stepped_at if runtime is not None else None
+
+    def merge_for(self, partition: int) -> PartitionMerge:
+        """The event-time merge of an input partition's topics."""
+        return self.runtime(partition).merge
+
+    def handled_at(self, partition: int) -> float:
+        """Monotonic time the partition last had a batch or tick handled (0.0: never)."""
+        runtime = self._partitions.get(partition)
+        return runtime.handled_at if runtime is not None else 0.0
 
     def held_events(self, partition: int) -> int:
         """Events of a partition the merge holds back now."""
-        merge = self._merges.get(partition)
-        return merge.held() if merge is not None else 0
+        runtime = self._partitions.get(partition)
+        return runtime.merge.held() if runtime is not None else 0
 
     def closing(self, partition: int) -> bool:
         """Whether the partition's engine has windows past the clock still to close.
@@ -274,20 +301,18 @@ class BatchProcessor:
         The engine closes a bounded number of windows per call (no long pause at a busy
         boundary); a quiet partition gets ticks until it has caught up.
         """
-        engine = self._engines.get(partition)
-        return engine is not None and engine.closing
+        runtime = self._partitions.get(partition)
+        return runtime is not None and runtime.engine.closing
 
     def committable(self, partition: int) -> dict[str, int]:
         """Per input topic of the partition: the offset up to which all was applied and
         the state that records it was written."""
-        return dict(self._flushed_offsets.get(partition, {}))
+        runtime = self._partitions.get(partition)
+        return dict(runtime.flushed_offsets) if runtime is not None else {}
 
     def engine_for(self, partition: int) -> Engine:
-        """The engine of an input partition (created empty on first use)."""
-        engine = self._engines.get(partition)
-        if engine is None:
-            engine = self._engines[partition] = self._engine_factory()
-        return engine
+        """The decision engine of an input partition."""
+        return self.runtime(partition).engine
 
     # -- state -------------------------------------------------------------------------
 
@@ -304,20 +329,13 @@ class BatchProcessor:
         ``(topic, partition)`` (None: nothing committed). Returns the number of SKUs
         restored.
         """
-        self._merges = {}
+        self._partitions = {}
         self._start_offsets = dict(start_offsets or {})
         self._rekey_origin = {}
         self._rekey_seen = {}
         metrics.MERGE_HELD_EVENTS.set(0)
-        self._engines = {}
         self._applied = {}
         self._partition_of = {}
-        self._shared_saved_at = {}
-        self._dirty = {}
-        self._flushed_at = {}
-        self._flushed_offsets = {}
-        self._planners = {}
-        self._stepped_at = {}
         restored = 0
         skus: list[StoredState] = []
         for key, blob in stored:
@@ -363,7 +381,7 @@ class BatchProcessor:
             # inside its span fires again with the same trigger_id (consumers de-duplicate).
             metrics.PLANNER_RESTORE_FAILURES.inc()
             logger.warning("could not load the planner state of partition %d", state.partition)
-            self._planners[state.partition] = FirstTierPlanner(self._planner_config)
+            self.runtime(state.partition).planner = FirstTierPlanner(self._planner_config)
 
     def _snapshot(self, engine: Engine, sku: str, partition: int, now: int) -> bytes:
         state = StoredState(
@@ -390,6 +408,7 @@ class BatchProcessor:
             entries = self._take_in(batch, now, outcome)
         self.merge_for(batch.partition).add(batch.topic, entries, next_offset=batch.last_offset + 1)
         self._step(batch.partition, now, outcome)
+        self.runtime(batch.partition).handled_at = time.monotonic()
         metrics.BATCH_EVENTS.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         return outcome
@@ -406,6 +425,7 @@ class BatchProcessor:
         outcome = BatchOutcome()
         metrics.IDLE_TICKS.inc()
         self._step(partition, self._clock(), outcome)
+        self.runtime(partition).handled_at = time.monotonic()
         return outcome
 
     def _take_in(self, batch: RecordBatch, now: int, outcome: BatchOutcome) -> list[Entry]:
@@ -500,7 +520,7 @@ class BatchProcessor:
         released = merge.release(
             lambda topic: self._lagging(topic, partition, merge.next_offset(topic))
         )
-        metrics.MERGE_HELD_EVENTS.set(sum(m.held() for m in self._merges.values()))
+        metrics.MERGE_HELD_EVENTS.set(sum(r.merge.held() for r in self._partitions.values()))
         if merge.forced:
             metrics.MERGE_FORCED_RELEASES.inc(merge.forced)
             merge.forced = 0
@@ -575,8 +595,9 @@ class BatchProcessor:
         """Run the partition's first-tier planner for the SKUs the partition owns."""
         if not self.calendar_ready():
             return StepResult()
-        self._stepped_at[partition] = now
-        planner = self.planner_for(partition)
+        runtime = self.runtime(partition)
+        runtime.stepped_at = now
+        planner = runtime.planner
         count = self._owner_partitions()
         home = self._home
 
@@ -599,7 +620,7 @@ class BatchProcessor:
         """Every changed SKU's state now, per partition (at shutdown): the offsets of all
         that was applied become committable."""
         writes: dict[int, dict[str, bytes]] = {}
-        for partition in list(self._merges):
+        for partition in list(self._partitions):
             blobs = self.write_partition(partition)
             if blobs:
                 writes[partition] = blobs
@@ -608,17 +629,19 @@ class BatchProcessor:
     def write_partition(self, partition: int) -> dict[str, bytes]:
         """Every changed SKU's state of one partition now (an exactly-once commit): the
         offsets of all it applied become committable."""
+        runtime = self._partitions.get(partition)
+        if runtime is None:  # nothing taken in or restored: nothing to write
+            return {}
         now = self._clock()
-        dirty = self._dirty.pop(partition, set())
-        engine = self._engines.get(partition)
+        dirty, runtime.dirty = runtime.dirty, set()
         blobs: dict[str, bytes] = {}
-        if dirty and engine is not None:  # with the event clock they were written at
-            blobs = self._snapshots(engine, partition, dirty, now)
-            key, blob = self._shared_snapshot(engine, partition, now)
+        if dirty:  # with the event clock they were written at
+            blobs = self._snapshots(runtime.engine, partition, dirty, now)
+            key, blob = self._shared_snapshot(runtime, partition, now)
             blobs[key] = blob
         if blobs:
             metrics.STATE_WRITES.inc(len(blobs))
-        self._written_up_to(partition, now)
+        self._written_up_to(runtime, now)
         return blobs
 
     def _snapshots(
@@ -633,18 +656,20 @@ class BatchProcessor:
                 continue
         return blobs
 
-    def _shared_snapshot(self, engine: Engine, partition: int, now: int) -> tuple[str, bytes]:
+    def _shared_snapshot(
+        self, runtime: PartitionRuntime, partition: int, now: int
+    ) -> tuple[str, bytes]:
         """The partition's shared state (event clock, category and global models), signed."""
         key = shared_key(partition)
-        state = StoredState(key, partition, engine.snapshot_shared(), {}, now)
-        self._shared_saved_at[partition] = now
+        state = StoredState(key, partition, runtime.engine.snapshot_shared(), {}, now)
+        runtime.shared_saved_at = now
         return key, sign_state(state, self._secret)
 
-    def _written_up_to(self, partition: int, now: int) -> None:
+    @staticmethod
+    def _written_up_to(runtime: PartitionRuntime, now: int) -> None:
         """All changed state of the partition is written: what it applied is committable."""
-        self._flushed_at[partition] = now
-        merge = self._merges.get(partition)
-        self._flushed_offsets[partition] = merge.committable() if merge else {}
+        runtime.flushed_at = now
+        runtime.flushed_offsets = runtime.merge.committable()
 
     def _add_forecasts(
         self, outcome: BatchOutcome, forecasts: Iterable[ForecastRecord], now: int
@@ -695,7 +720,8 @@ class BatchProcessor:
         A SKU that triggered is written with the batch: its state records the decision,
         so a restart does not decide (and publish) it again.
         """
-        dirty = self._dirty.setdefault(partition, set())
+        runtime = self.runtime(partition)
+        dirty = runtime.dirty
         dirty |= skus
         # SKUs the engine forgot (no events for its retention): delete their state.
         for sku in sorted(result.expired_skus):
@@ -703,19 +729,19 @@ class BatchProcessor:
             outcome.state_deletes.append(sku)
             self._applied.pop(sku, None)
             self._partition_of.pop(sku, None)
-        last = self._flushed_at.get(partition)
+        last = runtime.flushed_at
         due = last is None or now - last >= self._flush_every_ms
         writing = set(dirty) if due else dirty & urgent
         outcome.state_writes.update(self._snapshots(engine, partition, writing, now))
         dirty -= writing
         if due:
-            self._written_up_to(partition, now)
-        last_shared = self._shared_saved_at.get(partition)
+            self._written_up_to(runtime, now)
+        last_shared = runtime.shared_saved_at
         # With every SKU state written: a restart must find the event clock (and the first
         # full window) the states were written with, or it would close their windows
         # without forecasts (seen under exactly-once, where full writes are frequent).
         if writing or last_shared is None or now - last_shared >= SHARED_SNAPSHOT_EVERY_MS:
-            key, blob = self._shared_snapshot(engine, partition, now)
+            key, blob = self._shared_snapshot(runtime, partition, now)
             outcome.state_writes[key] = blob
         if outcome.state_writes:
             metrics.STATE_WRITES.inc(len(outcome.state_writes))

@@ -256,7 +256,7 @@ def test_the_idle_timer_only_sends_ticks_for_partitions_whose_planner_is_idle(
     worker.is_ready = lambda: True  # type: ignore[method-assign]
     worker.assigned_partitions = lambda: {0, 1, 2}  # type: ignore[method-assign]
     worker.ticks.send = send  # type: ignore[method-assign,assignment]
-    worker.processor._stepped_at[1] = wall_clock_ms()  # partition 1 just ran its planner
+    worker.processor.runtime(1).stepped_at = wall_clock_ms()  # partition 1 just planned
 
     asyncio.run(worker._idle_tick())
     assert sent == [0, 2]
