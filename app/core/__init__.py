@@ -16,16 +16,7 @@ from app.core.engine import (
     trigger_id,
 )
 from app.core.evidence import upper_tail
-from app.core.forecast import (
-    MODEL_CATEGORY,
-    MODEL_EWMA,
-    MODEL_GLOBAL,
-    MODEL_SKU,
-    MODEL_SKU_REGION,
-    OnlineRegressor,
-    SeriesForecaster,
-    SeriesHistory,
-)
+from app.core.forecast import Challenger, OnlineRegressor
 from app.core.ledger import InFlight, Ledger
 from app.core.policy import (
     OrderTerms,
@@ -40,12 +31,8 @@ from app.core.policy import (
 
 __all__ = [
     "ALL_REGIONS",
-    "MODEL_CATEGORY",
-    "MODEL_EWMA",
-    "MODEL_GLOBAL",
     "MODEL_PLANNER",
-    "MODEL_SKU",
-    "MODEL_SKU_REGION",
+    "Challenger",
     "Engine",
     "EngineConfig",
     "InFlight",
@@ -55,8 +42,6 @@ __all__ = [
     "Overrides",
     "Policy",
     "PolicyError",
-    "SeriesForecaster",
-    "SeriesHistory",
     "SkuState",
     "StepResult",
     "Supplier",
