@@ -136,9 +136,17 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return self._all_seeks + self._seeks.get(tp, 0)
 
     async def _seek(self, partition: TP, offset: int) -> None:
+        """Seek inside the consumer's thread.
+
+        Faust's threaded consumer seeks from the caller's thread, while the consumer
+        thread may be inside aiokafka's ``Fetcher.fetched_records``: the seek drops the
+        partition's fetched records under it (``KeyError`` in the fetcher, the worker
+        crashed; seen in the SIGKILL fault test under load, after a seek back).
+        """
         tp = TP(partition.topic, partition.partition)
         self._seeks[tp] = self._seeks.get(tp, 0) + 1
-        await super()._seek(partition, offset)
+        thread = cast(Any, self)._thread
+        await thread.call_thread(thread.seek, partition, offset)
         self._seeks[tp] += 1
 
     async def perform_seek(self) -> None:

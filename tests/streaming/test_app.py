@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from faust.types import TP
@@ -67,6 +68,30 @@ def test_acking_a_batch_commits_nothing_the_agent_did_not_declare_applied(
     assert not consumer.ack(batch)
     assert batch.acked
     assert consumer._new_offset(tp) is None
+
+
+def test_a_seek_runs_in_the_consumer_thread_and_moves_the_seek_epoch(
+    worker: SurgeWorker,
+) -> None:
+    # aiokafka's fetcher is not thread-safe: a seek from the agent's thread dropped a
+    # partition's records while the consumer thread read them (KeyError, worker crashed).
+    consumer = worker.app.consumer
+    tp = TP("in.orders", 0)
+    ran_in_thread: list[tuple[Any, ...]] = []
+
+    class Thread:
+        def seek(self, partition: TP, offset: int) -> None:
+            raise AssertionError("seek called outside the consumer thread")
+
+        async def call_thread(self, method: Any, *args: Any) -> None:
+            ran_in_thread.append((method.__name__, *args))
+
+    consumer._thread = Thread()
+    before = consumer.seek_epoch(tp)
+    asyncio.run(consumer.seek(tp, 954))
+
+    assert ran_in_thread == [("seek", tp, 954)]
+    assert consumer.seek_epoch(tp) == before + 2
 
 
 def test_the_committable_offset_is_the_one_the_agent_sets(worker: SurgeWorker) -> None:
