@@ -244,9 +244,10 @@ def test_the_worker_reads_ticks_through_its_agent_and_waits_for_the_calendar(
     assert worker.processor.calendar is worker.calendar
 
 
-def test_the_idle_timer_only_sends_ticks_for_partitions_whose_planner_is_idle(
+def _ticking_worker(
     settings: Settings, make_processor: Callable[..., BatchProcessor]
-) -> None:
+) -> tuple[SurgeWorker, list[int]]:
+    """A ready worker on partitions 0-2 whose tick sends are recorded, not sent."""
     worker = SurgeWorker(settings, make_processor())
     sent: list[int] = []
 
@@ -256,6 +257,13 @@ def test_the_idle_timer_only_sends_ticks_for_partitions_whose_planner_is_idle(
     worker.is_ready = lambda: True  # type: ignore[method-assign]
     worker.assigned_partitions = lambda: {0, 1, 2}  # type: ignore[method-assign]
     worker.ticks.send = send  # type: ignore[method-assign,assignment]
+    return worker, sent
+
+
+def test_the_idle_timer_only_sends_ticks_for_partitions_whose_planner_is_idle(
+    settings: Settings, make_processor: Callable[..., BatchProcessor]
+) -> None:
+    worker, sent = _ticking_worker(settings, make_processor)
     worker.processor.runtime(1).stepped_at = wall_clock_ms()  # partition 1 just planned
 
     asyncio.run(worker._idle_tick())
@@ -265,15 +273,7 @@ def test_the_idle_timer_only_sends_ticks_for_partitions_whose_planner_is_idle(
 def test_the_merge_timer_ticks_partitions_whose_engine_still_has_windows_to_close(
     settings: Settings, make_processor: Callable[..., BatchProcessor]
 ) -> None:
-    worker = SurgeWorker(settings, make_processor())
-    sent: list[int] = []
-
-    async def send(*, key: bytes | None, value: bytes, partition: int) -> None:
-        sent.append(partition)
-
-    worker.is_ready = lambda: True  # type: ignore[method-assign]
-    worker.assigned_partitions = lambda: {0, 1, 2}  # type: ignore[method-assign]
-    worker.ticks.send = send  # type: ignore[method-assign,assignment]
+    worker, sent = _ticking_worker(settings, make_processor)
     worker.processor.engine_for(1).closing = True  # type: ignore[misc]  # a deferred boundary
 
     asyncio.run(worker._merge_tick())
