@@ -317,15 +317,12 @@ class Engine:
         [('search', 1.0)]
         """
         del now_ms
-        result = self._take_carry()
         clock = watermark_ms + self.config.grace_ms
         if clock > self._clock:
             self._clock = clock
             length = self.config.window_ms
             self._frontier = ((clock - self.config.grace_ms) // length) * length
-        self._close_due(result)
-        result.touched_skus -= result.expired_skus
-        return result
+        return self.catch_up()
 
     def flush(self) -> StepResult:
         """Fold every idle series up to the event clock (end of a replay): O(series), once.

@@ -156,21 +156,14 @@ class DueWindows:
         >>> list(due.pop_before(600, limit=2)), list(due.pop_before(600))
         (['a', 'b'], ['c'])
         """
-        starts, refs_at = self._starts, self._refs
         keyed = self._order is not None
         left = -1 if limit is None else limit
-        while starts and starts[0] < frontier:
-            start = starts[0]
-            refs = refs_at.get(start)
-            if not refs:
-                heapq.heappop(starts)
-                refs_at.pop(start, None)
-                continue
+        while (start := self._head()) is not None and start < frontier:
             if left == 0:
                 return
             self._draining = start
             left -= 1
-            entry = heapq.heappop(refs)
+            entry = heapq.heappop(self._refs[start])
             yield entry[1] if keyed else entry
 
     def any_before(self, frontier: int) -> bool:
@@ -180,10 +173,15 @@ class DueWindows:
         >>> due.any_before(300), due.any_before(301)
         (False, True)
         """
+        start = self._head()
+        return start is not None and start < frontier
+
+    def _head(self) -> int | None:
+        """The oldest window start with refs left (emptied windows are dropped first)."""
         starts, refs_at = self._starts, self._refs
         while starts and not refs_at.get(starts[0]):
             refs_at.pop(heapq.heappop(starts), None)
-        return bool(starts) and starts[0] < frontier
+        return starts[0] if starts else None
 
     @property
     def draining(self) -> int:

@@ -433,7 +433,7 @@ class SurgeWorker:
             await self._track_produced_topics()
             consumer = self.app.consumer
             if isinstance(consumer, BatchConsumer):
-                consumer.before_final_commit = self._write_pending_state
+                consumer.before_final_commit = self.delivery.at_stop
         self._generation = generation
         self._handled_to = {}
         self._resyncs = {}
@@ -545,7 +545,7 @@ class SurgeWorker:
         now = time.monotonic()
         if now - self._last_commit >= self.settings.commit_interval_seconds:
             self._last_commit = now
-            await self._commit()
+            await self.delivery.commit()
 
     async def _handle(self, batch: RecordBatch, event: Any) -> None:
         await self._start_generation_if_reassigned()
@@ -563,14 +563,6 @@ class SurgeWorker:
         if event is not None:
             event.ack()
         self._record_lag(batch)
-
-    async def _commit(self) -> None:
-        """Commit what is committable (the transactions under exactly-once)."""
-        await self.delivery.commit()
-
-    async def _write_pending_state(self) -> None:
-        """At stop, before the final commit: what the delivery keeps pending."""
-        await self.delivery.at_stop()
 
     def in_current_generation(self) -> bool:
         """Whether the state was rebuilt for the consumer's current generation."""

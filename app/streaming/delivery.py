@@ -40,7 +40,6 @@ class Delivery:
     """What differs between the guarantees; the worker calls it, it calls nothing back
     but the worker's app, table, processor and batch lock."""
 
-    guarantee: ProcessingGuarantee
     #: Whether the consumer reads only committed records (transactional input).
     read_committed = False
 
@@ -75,8 +74,6 @@ class Delivery:
 
 class AtLeastOnce(Delivery):
     """Outputs confirmed before the state that records them; Faust commits the offsets."""
-
-    guarantee = ProcessingGuarantee.AT_LEAST_ONCE
 
     async def deliver(self, partition: int, outcome: BatchOutcome) -> None:
         worker = self.worker
@@ -126,7 +123,6 @@ class _Transactional:
 class ExactlyOnce(Delivery):
     """Kafka transactions run by this worker over Faust's at-least-once mode."""
 
-    guarantee = ProcessingGuarantee.EXACTLY_ONCE
     read_committed = True
 
     def __init__(self, worker: SurgeWorker) -> None:

@@ -408,7 +408,6 @@ class BatchProcessor:
             entries = self._take_in(batch, now, outcome)
         self.merge_for(batch.partition).add(batch.topic, entries, next_offset=batch.last_offset + 1)
         self._step(batch.partition, now, outcome)
-        self.runtime(batch.partition).handled_at = time.monotonic()
         metrics.BATCH_EVENTS.observe(len(batch))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         return outcome
@@ -425,7 +424,6 @@ class BatchProcessor:
         outcome = BatchOutcome()
         metrics.IDLE_TICKS.inc()
         self._step(partition, self._clock(), outcome)
-        self.runtime(partition).handled_at = time.monotonic()
         return outcome
 
     def _take_in(self, batch: RecordBatch, now: int, outcome: BatchOutcome) -> list[Entry]:
@@ -516,7 +514,8 @@ class BatchProcessor:
 
     def _step(self, partition: int, now: int, outcome: BatchOutcome) -> None:
         """Release what the partition's merge allows to its engine; plan; collect output."""
-        merge = self.merge_for(partition)
+        runtime = self.runtime(partition)
+        merge = runtime.merge
         released = merge.release(
             lambda topic: self._lagging(topic, partition, merge.next_offset(topic))
         )
@@ -524,7 +523,7 @@ class BatchProcessor:
         if merge.forced:
             metrics.MERGE_FORCED_RELEASES.inc(merge.forced)
             merge.forced = 0
-        engine = self.engine_for(partition)
+        engine = runtime.engine
         if released:
             result = engine.process([event for _, _, event in released], now_ms=now)
         elif engine.closing:  # a tick on a quiet partition: the next deferred windows
@@ -573,6 +572,7 @@ class BatchProcessor:
         if result.late:
             metrics.LATE_EVENTS.inc(result.late)
         metrics.ACTIVE_SKUS.set(len(self._partition_of))
+        runtime.handled_at = time.monotonic()
 
     def _owner_partitions(self) -> int:
         """The input topics' partition count (the partitioner's modulus)."""
