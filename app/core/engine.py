@@ -217,9 +217,11 @@ class Engine:
             self._first_full_window = (
                 first_ts - first_ts % length + (length if first_ts % length else 0)
             )
-        skus, season, categories = self._skus, self._season, self._categories
+        skus, season = self._skus, self._season
         # (sku, signal, window start) -> the latest event time the batch brought there
         touched: dict[tuple[str, int, int], int] = {}
+        # (category, signal, window start) -> [units, events], in the order first seen
+        totals: dict[tuple[str | None, int, int], list[float]] = {}
         stockouts: dict[str, list[OrderEvent]] = {}
         counted = late = 0
         for event in events:
@@ -248,35 +250,42 @@ class Engine:
                 state.last_event_at = ts
             index = _SIGNAL_INDEX[signal]
             qty = float(event.qty)
-            self._count(
-                state,
-                sku=sku,
-                region=event.region,
-                index=index,
-                start=start,
-                qty=qty,
-                user=event.user,
-                ts=ts,
-                result=result,
-            )
+            region = event.region
+            # The common case inline: a SKU of one region whose series has this window open.
+            live = None
+            if len(state.regions) == 1 and state.regions[0] == region:
+                series = state.series.get((region, index))
+                if series is not None and (live := series.live) is not None:
+                    cell = live.cells.get(start)
+                    if cell is not None:
+                        cell.add(qty, event.user, ts)
+            if live is None or cell is None:
+                self._count(
+                    state,
+                    sku=sku,
+                    region=region,
+                    index=index,
+                    start=start,
+                    qty=qty,
+                    user=event.user,
+                    ts=ts,
+                    result=result,
+                )
             category = state.category
             season.add(category, index, ts)
-            for group in (SHOP, category):  # the shop's and the category's totals
-                if group is None:
-                    continue
-                total = categories.get((group, index))
-                if total is None:
-                    total = categories[(group, index)] = Series(upto=start)
-                cell, new = total.cell(start)
-                if new:
-                    self._open(total, start, (None, group, index), result)
-                cell.units += qty
-                cell.events += 1
+            # The shop's and the category's totals, summed per window for the batch.
+            tally = totals.get((category, index, start))
+            if tally is None:
+                totals[(category, index, start)] = [qty, 1]
+            else:
+                tally[0] += qty
+                tally[1] += 1
             key = (sku, index, start)
             if touched.get(key, _NO_CLOCK) < ts:
                 touched[key] = ts
             counted += 1
         self._clock, self._frontier = clock, frontier
+        self._count_totals(totals, result)
         result.counted += counted
         result.late += late
         result.touched_skus.update(sku for sku, _, _ in touched)
@@ -679,6 +688,29 @@ class Engine:
                 self._open(whole, start, (sku, ALL_REGIONS, index), result)
             cell.add(qty, user, ts)
 
+    def _count_totals(
+        self, totals: dict[tuple[str | None, int, int], list[float]], result: StepResult
+    ) -> None:
+        """Add a batch's units and events to the shop's and each category's total series.
+
+        Windows are opened in the order the batch first reached them, as counting event
+        by event would (a new cell folds the idle stretch before it only when it is the
+        series' one open cell), so the totals come out the same.
+        """
+        categories = self._categories
+        for (category, index, start), (units, events) in totals.items():
+            for group in (SHOP, category):
+                if group is None:
+                    continue
+                total = categories.get((group, index))
+                if total is None:
+                    total = categories[(group, index)] = Series(upto=start)
+                cell, new = total.cell(start)
+                if new:
+                    self._open(total, start, (None, group, index), result)
+                cell.units += units
+                cell.events += int(events)
+
     def _new_series(self, start: int) -> Series:
         """A series first seen at ``start``: idle since the engine's first full window.
 
@@ -1044,6 +1076,8 @@ class Engine:
         persistence = min(cfg.persistence_ms, length // 2)
         several = len(state.regions) > 1
         whole_spans = self._spans(whole, state.category, index, start=start, elapsed=elapsed)
+        # A region whose longest span sold less than min_volume cannot pass on any span
+        # (effective volume <= units): its spans are only needed for routing, later.
         region_spans = {
             region: (
                 self._spans(series, state.category, index, start=start, elapsed=elapsed)
@@ -1052,6 +1086,13 @@ class Engine:
             )
             for region in state.regions
             if (series := state.series.get((region, index))) is not None
+            and (
+                not several
+                or (
+                    series.live is not None
+                    and span_units(series.live, start, length, spans[-1]) >= rules.min_volume
+                )
+            )
         }
         group_spans: list[list[SpanVolume]] | None = None  # only once something stands out
         for position in range(len(spans)):
@@ -1103,7 +1144,17 @@ class Engine:
             series = whole if region == ALL_REGIONS else state.series[(region, index)]
             if series.live is not None:
                 series.live.surging = True
-        excess = {region: span.units - span.expected * lift for region, span in by_region.items()}
+        excess = {}
+        for region in state.regions:  # every region the SKU sells in, for the routing
+            span = by_region.get(region)
+            if span is None:
+                series = state.series.get((region, index))
+                if series is None:
+                    continue
+                span = self._spans(series, state.category, index, start=start, elapsed=elapsed)[
+                    position
+                ]
+            excess[region] = span.units - span.expected * lift
         region, warehouse = route(excess, self.policy)
         chosen = (
             found.get(region)

@@ -347,7 +347,7 @@ class SurgeWorker:
 
     async def _send(self, message: Outgoing) -> None:
         await self.outputs[message.topic].send(
-            key=message.key, value=message.value, headers=message.headers
+            key=message.key, value=message.value, headers=list(message.headers)
         )
 
     async def _idle_tick(self, *_: Any) -> None:

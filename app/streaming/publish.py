@@ -9,7 +9,8 @@ by topic-partition and handed to aiokafka's producer as whole record batches
 before every offset commit covers them.
 
 Partitions: an explicit one is kept; a keyed message goes where Kafka's default
-partitioner would put it (murmur2 of the key); a message without a key goes round-robin.
+partitioner would put it (murmur2 of the key, remembered for the last 262,144 keys); a
+message without a key goes round-robin.
 """
 
 from __future__ import annotations
@@ -19,18 +20,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from app.streaming.processor import Outgoing
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partition for a keyed message.
-
-    >>> partition_for(b"SKU-1", 4) == partition_for(b"SKU-1", 4) < 4
-    True
-    """
-    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
+from app.streaming.records import partition_for
 
 
 class BatchPublisher:
@@ -76,7 +67,11 @@ class BatchPublisher:
 
     @staticmethod
     def _append(batch: Any, message: Outgoing) -> bool:
-        metadata = batch.append(
-            timestamp=None, key=message.key, value=message.value, headers=message.headers
+        headers = message.headers
+        metadata = batch.append(  # aiokafka's record builder takes a list, nothing else
+            timestamp=None,
+            key=message.key,
+            value=message.value,
+            headers=headers if type(headers) is list else list(headers),
         )
         return metadata is not None

@@ -114,16 +114,44 @@ def test_state_is_written_once_per_touched_sku_of_the_batch_partition(
     ).applied == {f"{CART}:0": 4}
 
 
+def test_due_state_writes_roll_over_batches_oldest_first_and_commit_the_oldest_unwritten(
+    make_processor: MakeProcessor, clock: FakeClock
+) -> None:
+    processor = make_processor()
+    processor.handle(batch_of(CART, 0, cart_adds("A", 2)))  # the first batch writes all
+    many = [
+        (2 + i, f"S-{i:03d}".encode(), b'{"ts":%d,"sku":"S-%03d"}' % (T0, i)) for i in range(600)
+    ]
+    changed = processor.handle(batch_of(CART, 0, many))
+    assert not set(changed.state_writes) & {f"S-{i:03d}" for i in range(600)}
+    assert processor.committable(0)[CART] == 2  # the 600 changes are not written yet
+
+    # a write interval later the 600 are due; each batch writes a bounded share of them,
+    # oldest change first, instead of pausing for all of them at once
+    clock.now_ms += 5000
+    written = []
+    committable = []
+    for _ in range(3):
+        outcome = processor.tick(0)
+        written.append(sorted(key for key in outcome.state_writes if key.startswith("S-")))
+        committable.append(processor.committable(0)[CART])
+    assert [len(w) for w in written] == [256, 256, 88]
+    assert sorted(sku for batch in written for sku in batch) == [f"S-{i:03d}" for i in range(600)]
+    # until the last of them is written a crash would replay the batch that changed them
+    assert committable == [2, 2, 602]
+
+
 def test_redelivered_records_after_a_restart_are_not_counted_twice(
     make_processor: MakeProcessor, clock: FakeClock
 ) -> None:
     first = make_processor()
     table: dict[str, bytes] = {}
     table.update(first.handle(batch_of(CART, 3, cart_adds("A", 10))).state_writes)
-    clock.now_ms += 5000  # a write interval later: the state is written again
     table.update(
         first.handle(batch_of(SEARCHES, 3, [(0, b"A", b'{"ts":%d,"sku":"A"}' % T0)])).state_writes
     )
+    clock.now_ms += 5000  # a write interval after that change: the state is written again
+    table.update(first.tick(3).state_writes)
     duplicates_before = metric("surge_duplicate_events_skipped_total")
 
     # crash before the offset commit: the worker restarts from the table and Kafka
