@@ -26,6 +26,7 @@ from bench import (
     scale,
     throughput,
     window_close,
+    workload,
 )
 from bench.common import RESULTS_DIR, Bench, emit, open_bench, say
 
@@ -90,6 +91,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(BENCHMARKS))
     parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="workload size")
+    parser.add_argument(
+        "--skus",
+        type=int,
+        default=workload.DEFAULT_SKUS,
+        help="throughput, recovery, scale: the workload's catalogue size",
+    )
+    parser.add_argument(
+        "--shop-hours",
+        type=float,
+        default=workload.DEFAULT_SHOP_HOURS,
+        help="throughput, recovery, scale: shop time the events span (0: the dense "
+        "workload, 250 events per shop second)",
+    )
     parser.add_argument(
         "--only",
         type=lambda text: set(text.split(",")),
@@ -186,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     with context as bench:
         if bench is not None:
             machine = bench.machine()
+            bench.shared["shape"] = workload.Shape(args.skus, args.shop_hours)
             say(f"scratch directory {bench.scratch}")
         for name in names:
             runner, _ = BENCHMARKS[name]

@@ -85,7 +85,8 @@ def throughput_lines(figures: dict[str, Any]) -> list[str]:
     )
     return [
         f"Workload: {_n(workload.get('events'))} events ({shares}), {_n(workload.get('skus'))}"
-        f" SKUs, {workload.get('partitions')} partitions per topic, mean "
+        f" SKUs, {_n((workload.get('shop_span_s') or 0) / 3600, 1)} hours of shop time, "
+        f"{workload.get('partitions')} partitions per topic, mean "
         f"{_n(workload.get('mean_bytes'))} bytes; {workload.get('sample_checked', 0):,} "
         f"sampled events decoded by `decode_event`, {workload.get('sample_invalid')} invalid.",
         "",

@@ -4,6 +4,12 @@ The events come from the project's own traffic generator (:mod:`app.traffic`): s
 cart adds and orders in funnel proportions, Zipf-like SKU popularity (1/rank^1.07),
 three regions, a game launch, a regional surge and a stockout. Shop time ends at the
 moment of production, so no timestamp is in the future and Kafka's retention keeps them.
+
+Its :class:`Shape` is the catalogue size and the shop time the events span: by default
+100,000 SKUs over a little more than 24 hours (with the diurnal rhythm), so that a
+worker pays for days of windows over a long tail, as a real shop's log makes it do;
+``shop_hours=0`` gives the old dense workload (250 events per shop second, 40 to 70 shop
+minutes for 1M events, no rhythm).
 """
 
 from __future__ import annotations
@@ -22,11 +28,28 @@ from app.traffic.topics import ensure_topics
 from bench.common import Bench, say
 
 PARTITIONS = 4
-SKUS = 10_000
-SHOP_RATE = 250.0  # events per shop-time second: 1M events span about 67 shop minutes
+SKUS = 10_000  # the latency benchmark's live traffic and the dense workload
+SHOP_RATE = 250.0  # dense workload: events per shop second (1M events: about 67 minutes)
+DEFAULT_SKUS = 100_000
+DEFAULT_SHOP_HOURS = 24.0
+LONG_TICK_MS = 60_000  # the generator's tick over days (one Poisson draw per shop minute)
 SEED = 20_251_126
 SAMPLE = 20_000
 SPAN_SLACK = 1.10  # generate a little more shop time than needed, cut at N events
+LONG_RATE_MARGIN = 1.08  # over days: a mean rate 8 % low, so N events take a bit longer
+LONG_SLACK = 1.5  # ... and shop time to spare for a slow day (cut at N events)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The catalogue and shop time of a workload (``shop_hours`` 0: the dense one)."""
+
+    skus: int = DEFAULT_SKUS
+    shop_hours: float = DEFAULT_SHOP_HOURS
+
+    def label(self) -> str:
+        span = f"{self.shop_hours:g}h" if self.shop_hours else "dense"
+        return f"{self.skus}-{span}"
 
 
 @dataclass(frozen=True)
@@ -57,7 +80,7 @@ class Workload:
         return (
             f"{self.events:,} events ({shares}) over {self.skus:,} SKUs, "
             f"{self.partitions} partitions per topic, mean {self.mean_bytes:.0f} bytes, "
-            f"{self.shop_span_s / 60:.0f} shop minutes; produced in {self.produce_s:.1f} s; "
+            f"{_span_text(self.shop_span_s)} of shop time; produced in {self.produce_s:.1f} s; "
             f"decode_event sample: {self.sample_checked - self.sample_invalid:,} of "
             f"{self.sample_checked:,} valid"
         )
@@ -66,12 +89,43 @@ class Workload:
         return asdict(self)
 
 
+def _span_text(seconds: float) -> str:
+    """``41 minutes`` or, from two hours on, ``24.3 hours``."""
+    return f"{seconds / 60:.0f} minutes" if seconds < 7200 else f"{seconds / 3600:.1f} hours"
+
+
 def plan_for(
-    events: int, topics: TopicNames, skus: int = SKUS, now_ms: int | None = None
+    events: int,
+    topics: TopicNames,
+    skus: int = SKUS,
+    now_ms: int | None = None,
+    shop_hours: float = 0.0,
 ) -> TrafficPlan:
-    """A plan of exactly ``events`` events whose shop time ends now."""
-    span_s = events / SHOP_RATE * SPAN_SLACK
+    """A plan of exactly ``events`` events whose shop time ends now.
+
+    With ``shop_hours`` the mean rate is set so that the events span a little more than
+    that (the rhythm moves the rate around its mean; the generator stops at ``events``),
+    in one-minute ticks; without, the dense 250 events per shop second.
+
+    >>> plan = plan_for(1_000_000, TopicNames(), skus=100_000, now_ms=0, shop_hours=24)
+    >>> round(plan.rate, 2), plan.duration_s / 3600 > 24, plan.tick_ms
+    (10.72, True, 60000)
+    """
     end_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    if shop_hours > 0:
+        span_s = shop_hours * 3600 * LONG_SLACK
+        return TrafficPlan(
+            start_ms=end_ms - math.ceil(span_s * 1000),
+            duration_s=span_s,
+            rate=events / (shop_hours * 3600 * LONG_RATE_MARGIN),
+            seed=SEED,
+            skus=skus,
+            max_events=events,
+            rhythm=True,
+            tick_ms=LONG_TICK_MS,
+            topics=topics,
+        )
+    span_s = events / SHOP_RATE * SPAN_SLACK
     return TrafficPlan(
         start_ms=end_ms - math.ceil(span_s * 1000),
         duration_s=span_s,
@@ -100,7 +154,7 @@ def check_sample(plan: TrafficPlan, size: int = SAMPLE) -> tuple[int, int, float
     return checked, invalid, total_bytes / max(checked, 1)
 
 
-def produce(bench: Bench, events: int, label: str = "w") -> Workload:
+def produce(bench: Bench, events: int, shape: Shape, label: str = "w") -> Workload:
     """Create fresh topics and produce the workload into them, unpaced."""
     topics = TopicNames(
         bench.topic_name(f"{label}-searches"),
@@ -108,7 +162,7 @@ def produce(bench: Bench, events: int, label: str = "w") -> Workload:
         bench.topic_name(f"{label}-orders"),
     )
     settings = bench.settings(topic_partitions=PARTITIONS)
-    plan = plan_for(events, topics)
+    plan = plan_for(events, topics, skus=shape.skus, shop_hours=shape.shop_hours)
     checked, invalid, mean_bytes = check_sample(plan)
     if invalid:
         raise RuntimeError(f"{invalid} of {checked} generated events fail decode_event")
@@ -144,9 +198,14 @@ def produce(bench: Bench, events: int, label: str = "w") -> Workload:
 
 
 def shared_workload(bench: Bench, events: int) -> Workload:
-    """The run's throughput workload, produced once and reused by later benchmarks."""
-    key = f"workload-{events}"
+    """The run's throughput workload, produced once and reused by later benchmarks.
+
+    Its shape is ``bench.shared["shape"]`` (``python -m bench --skus/--shop-hours``),
+    else :class:`Shape`'s defaults.
+    """
+    shape: Shape = bench.shared.get("shape") or Shape()
+    key = f"workload-{events}-{shape.label()}"
     if key not in bench.shared:
-        bench.shared[key] = produce(bench, events)
+        bench.shared[key] = produce(bench, events, shape)
     workload: Workload = bench.shared[key]
     return workload
