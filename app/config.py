@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     snapshot_hmac_key: SecretStr | None = None
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     max_fetch_bytes_per_partition: int = Field(default=1_048_576, ge=1024)
+    # How long the broker may hold a fetch with no new records. aiokafka sends one fetch
+    # per broker at a time, and a partition just drained must wait for the one in flight:
+    # Faust's fixed 1,500 ms starved busy partitions behind quiet ones (p50 1.2 s at
+    # 10,000 events/s). See docs/STREAMING.md.
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=1500)
     log_level: str = "INFO"
 
     # Streaming worker additions (app/streaming, issue #6)

@@ -40,6 +40,7 @@ QUIET_LOGGERS = ("faust", "aiokafka", "mode")
 #: Idle ticks are only a wake-up signal: an hour of them is more than enough to keep.
 TICK_RETENTION_MS = HOUR_MS
 TOPIC_READY_TIMEOUT_SECONDS = 60.0
+PRODUCER_LINGER_SECONDS = 0.005
 
 
 class ConfigurationError(RuntimeError):
@@ -200,6 +201,7 @@ class SurgeWorker:
         # transactions.py) over Faust's at-least-once mode, not Faust's own (docs/STREAMING.md).
         self.delivery = delivery_for(self)
         BatchConsumer.read_committed = self.delivery.read_committed
+        BatchConsumer.fetch_max_wait_ms = settings.fetch_max_wait_ms
         self.app = faust.App(
             settings.app_id,
             broker=broker_urls(settings.kafka_bootstrap_servers),
@@ -216,6 +218,9 @@ class SurgeWorker:
             broker_session_timeout=settings.broker_session_timeout_seconds,
             broker_heartbeat_interval=settings.broker_heartbeat_interval_seconds,
             consumer_max_fetch_size=settings.max_fetch_bytes_per_partition,
+            # Small, frequent batches (the fetch wait is short) would otherwise send a
+            # produce request per changelog write: a few ms of linger batches them.
+            producer_linger=PRODUCER_LINGER_SECONDS,
             consumer_auto_offset_reset="earliest",
             consumer_group_instance_id=settings.group_instance_id,
             web_enabled=True,

@@ -54,9 +54,12 @@ CE_TYPE_TRIGGER = "com.surge.replenish.trigger"
 CE_TYPE_FORECAST = "com.surge.demand.forecast"
 CONTENT_TYPE_JSON = b"application/json"
 SHARED_SNAPSHOT_EVERY_MS = 1_000
-#: State writes per batch beyond as many SKUs as the batch newly changed (about 0.1 ms
-#: each: a pickle, a signature and a changelog record), so due writes roll over batches.
-STATE_WRITES_PER_BATCH = 256
+#: State writes per slice beyond as many SKUs as were newly changed since the last one
+#: (about 0.1 ms each: a pickle, a signature and a changelog record).
+STATE_WRITES_PER_SLICE = 256
+#: Due SKUs are written at most this often per partition (with the shared state, which
+#: goes with every SKU write): frequent small batches do not each pay for a write.
+STATE_WRITE_SLICE_MS = 250
 
 
 def home_partition(sku: str, partitions: int) -> int:
@@ -105,8 +108,10 @@ class PartitionRuntime:
     #: SKUs changed since their state was last written, oldest change first: when it
     #: changed (wall ms) and the partition's offsets committable before that change.
     dirty: dict[str, tuple[int, dict[str, int]]] = field(default_factory=dict)
-    #: Wall time of the last full state write (None: none yet in this generation).
+    #: Wall time of the last write of due SKUs (None: none yet in this generation).
     flushed_at: int | None = None
+    #: SKUs newly changed since then.
+    changed: int = 0
     #: Per input topic, the offset committable: everything before it was applied and the
     #: state recording it written (the oldest unwritten change's offsets, if any).
     flushed_offsets: dict[str, int] = field(default_factory=dict)
@@ -723,11 +728,12 @@ class BatchProcessor:
         changelog record per SKU per batch (150k writes for 1M events); most SKUs change
         in many batches a second. Writing every changed SKU of the partition at once per
         interval instead stalled the worker for a second or more (thousands of snapshots
-        in one batch: p99 1.7 s at 5,000 events/s). So the writes roll: each batch writes
-        the SKUs whose oldest unwritten change is due, oldest first, at most
-        ``STATE_WRITES_PER_BATCH`` beyond as many as the batch newly changed (which keeps
-        pace with the changes). Offsets are committable up to the oldest unwritten change
-        (:meth:`committable`), so a crash replays only what was not written. A SKU that
+        in one batch: p99 1.7 s at 5,000 events/s). So the writes roll: every
+        ``STATE_WRITE_SLICE_MS`` a batch writes the SKUs whose oldest unwritten change is
+        due, oldest first, at most ``STATE_WRITES_PER_SLICE`` beyond as many as were newly
+        changed since the last slice (which keeps pace with the changes). Offsets are
+        committable up to the oldest unwritten change (:meth:`committable`), so a crash
+        replays only what was not written. A SKU that
         triggered is written with the batch: its state records the decision, so a
         restart does not decide (and publish) it again.
         """
@@ -739,28 +745,30 @@ class BatchProcessor:
             if sku not in dirty:
                 dirty[sku] = since
                 changed += 1
+        runtime.changed += changed
         # SKUs the engine forgot (no events for its retention): delete their state.
         for sku in sorted(result.expired_skus):
             dirty.pop(sku, None)
             outcome.state_deletes.append(sku)
             self._applied.pop(sku, None)
             self._partition_of.pop(sku, None)
-        if runtime.flushed_at is None:  # the generation's first batch: everything
+        writing = {sku for sku in urgent if sku in dirty}
+        last = runtime.flushed_at
+        if last is None:  # the generation's first batch: everything
             writing = set(dirty)
-        else:
-            writing = {sku for sku in urgent if sku in dirty}
+            runtime.flushed_at = now
+        elif now - last >= STATE_WRITE_SLICE_MS:
             oldest = now - self._flush_every_ms
-            room = STATE_WRITES_PER_BATCH + changed
+            room = STATE_WRITES_PER_SLICE + runtime.changed
             for sku, (changed_at, _) in dirty.items():
                 if changed_at > oldest or room <= 0:
                     break
                 writing.add(sku)
                 room -= 1
+            runtime.flushed_at, runtime.changed = now, 0
         outcome.state_writes.update(self._snapshots(engine, partition, writing, now))
         for sku in writing:
             del dirty[sku]
-        if writing or runtime.flushed_at is None:
-            runtime.flushed_at = now
         runtime.flushed_offsets = (
             dict(next(iter(dirty.values()))[1]) if dirty else runtime.merge.committable()
         )

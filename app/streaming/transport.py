@@ -64,8 +64,30 @@ class HookedTransactions(TransactionManager):
         return await hook(offsets, start_new_transaction)
 
 
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the broker's fetch wait of :attr:`fetch_max_wait_ms`.
+
+    Faust creates the aiokafka consumer with ``fetch_max_wait_ms=1500`` and no way to
+    change it. aiokafka keeps one fetch in flight per broker and fetches a drained
+    partition only with the next one, so a fetch that holds only quiet partitions (the
+    tick and re-key topics, say) keeps the busy ones waiting for up to that long.
+    """
+
+    #: Set from the worker's settings (``SURGE_FETCH_MAX_WAIT_MS``) before it starts.
+    fetch_max_wait_ms: int = 1500
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # The fetcher is built from this attribute when the consumer starts.
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        return consumer
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """aiokafka consumer yielding one message per input partition per fetch."""
+
+    #: The broker's longest wait for a fetch with nothing new (see BatchConsumerThread).
+    fetch_max_wait_ms: int = 1500
 
     #: Topics delivered as batches; set by :class:`app.streaming.app.SurgeWorker`.
     batch_topics: frozenset[str] = frozenset()
@@ -87,6 +109,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
         # Faust's consumer thread reads committed records when this is set, and its
         # commits go to ``self.transactions`` (a HookedTransactions).
         self.in_transaction = self.read_committed
+
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        thread = BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        thread.fetch_max_wait_ms = self.fetch_max_wait_ms
+        return thread
 
     def on_init_dependencies(self) -> Iterable[Any]:
         # The hooked transactions are not a service to run (Faust starts its own

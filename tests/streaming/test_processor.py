@@ -125,13 +125,17 @@ def test_due_state_writes_roll_over_batches_oldest_first_and_commit_the_oldest_u
     changed = processor.handle(batch_of(CART, 0, many))
     assert not set(changed.state_writes) & {f"S-{i:03d}" for i in range(600)}
     assert processor.committable(0)[CART] == 2  # the 600 changes are not written yet
+    clock.now_ms += 250  # the next write slice: nothing is due yet
+    assert not any(key.startswith("S-") for key in processor.tick(0).state_writes)
 
-    # a write interval later the 600 are due; each batch writes a bounded share of them,
-    # oldest change first, instead of pausing for all of them at once
-    clock.now_ms += 5000
+    # a write interval after the change the 600 are due; each write slice (with no new
+    # changes meanwhile) takes a bounded share of them, oldest change first, instead of
+    # pausing for all of them at once
+    clock.now_ms += 4500
     written = []
     committable = []
     for _ in range(3):
+        clock.now_ms += 250  # a write slice
         outcome = processor.tick(0)
         written.append(sorted(key for key in outcome.state_writes if key.startswith("S-")))
         committable.append(processor.committable(0)[CART])
