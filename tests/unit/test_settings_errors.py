@@ -105,6 +105,7 @@ BAD: dict[str, st.SearchStrategy[str]] = {
     | EMPTY,
     "commit_interval_seconds": positive(),
     "max_fetch_bytes_per_partition": whole(1024),
+    "fetch_max_wait_ms": whole(1, 1500),
     "log_level": PRINTABLE.filter(
         lambda text: text.strip().upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
     ),
