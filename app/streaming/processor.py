@@ -567,6 +567,7 @@ class BatchProcessor:
             outcome=outcome,
             urgent={trigger.sku for trigger in triggers},
             before=before,
+            quiet=not released,
         )
 
         self._add_triggers(outcome, triggers)
@@ -720,6 +721,7 @@ class BatchProcessor:
         outcome: BatchOutcome,
         urgent: set[str],
         before: dict[str, int],
+        quiet: bool = False,
     ) -> None:
         """Queue state writes: a changed SKU once its oldest unwritten change is a write
         interval old, a triggering one at once.
@@ -731,7 +733,8 @@ class BatchProcessor:
         in one batch: p99 1.7 s at 5,000 events/s). So the writes roll: every
         ``STATE_WRITE_SLICE_MS`` a batch writes the SKUs whose oldest unwritten change is
         due, oldest first, at most ``STATE_WRITES_PER_SLICE`` beyond as many as were newly
-        changed since the last slice (which keeps pace with the changes). Offsets are
+        changed since the last slice (which keeps pace with the changes), or all of them on
+        a step with no events (a tick of a quiet partition). Offsets are
         committable up to the oldest unwritten change (:meth:`committable`), so a crash
         replays only what was not written. A SKU that
         triggered is written with the batch: its state records the decision, so a
@@ -759,7 +762,8 @@ class BatchProcessor:
             runtime.flushed_at = now
         elif now - last >= STATE_WRITE_SLICE_MS:
             oldest = now - self._flush_every_ms
-            room = STATE_WRITES_PER_SLICE + runtime.changed
+            # a tick with no events to handle: no one waits, write every due SKU
+            room = len(dirty) if quiet else STATE_WRITES_PER_SLICE + runtime.changed
             for sku, (changed_at, _) in dirty.items():
                 if changed_at > oldest or room <= 0:
                     break

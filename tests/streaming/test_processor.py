@@ -128,21 +128,34 @@ def test_due_state_writes_roll_over_batches_oldest_first_and_commit_the_oldest_u
     clock.now_ms += 250  # the next write slice: nothing is due yet
     assert not any(key.startswith("S-") for key in processor.tick(0).state_writes)
 
-    # a write interval after the change the 600 are due; each write slice (with no new
-    # changes meanwhile) takes a bounded share of them, oldest change first, instead of
-    # pausing for all of them at once
+    # a write interval after the change the 600 are due; while events keep coming, each
+    # write slice takes a bounded share of them (256 beyond the SKUs newly changed since
+    # the last slice: Z, the first time), oldest change first, instead of all at once
     clock.now_ms += 4500
     written = []
     committable = []
-    for _ in range(3):
+    for n in range(3):
         clock.now_ms += 250  # a write slice
-        outcome = processor.tick(0)
+        outcome = processor.handle(batch_of(CART, 0, cart_adds("Z", 1, first_offset=602 + n)))
         written.append(sorted(key for key in outcome.state_writes if key.startswith("S-")))
         committable.append(processor.committable(0)[CART])
-    assert [len(w) for w in written] == [256, 256, 88]
+    assert [len(w) for w in written] == [257, 256, 87]
     assert sorted(sku for batch in written for sku in batch) == [f"S-{i:03d}" for i in range(600)]
-    # until the last of them is written a crash would replay the batch that changed them
+    # until the last of them is written a crash would replay the batch that changed them;
+    # then up to Z's first change, still unwritten
     assert committable == [2, 2, 602]
+
+    # once the input goes quiet, a tick writes every due SKU at once: no one waits
+    more = [
+        (605 + i, f"T-{i:03d}".encode(), b'{"ts":%d,"sku":"T-%03d"}' % (T0, i)) for i in range(300)
+    ]
+    processor.handle(batch_of(CART, 0, more))
+    clock.now_ms += 250
+    processor.tick(0)  # a slice with nothing due: the count of new changes starts over
+    clock.now_ms += 5000
+    quiet = processor.tick(0).state_writes
+    assert {f"T-{i:03d}" for i in range(300)} | {"Z"} <= set(quiet)
+    assert processor.committable(0)[CART] == 905
 
 
 def test_redelivered_records_after_a_restart_are_not_counted_twice(
