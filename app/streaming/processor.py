@@ -651,7 +651,8 @@ class BatchProcessor:
             blobs[key] = blob
         if blobs:
             metrics.STATE_WRITES.inc(len(blobs))
-        self._written_up_to(runtime, now)
+        runtime.flushed_at = now
+        self._settle_committable(runtime)
         return blobs
 
     def _snapshots(
@@ -676,10 +677,13 @@ class BatchProcessor:
         return key, sign_state(state, self._secret)
 
     @staticmethod
-    def _written_up_to(runtime: PartitionRuntime, now: int) -> None:
-        """All changed state of the partition is written: what it applied is committable."""
-        runtime.flushed_at = now
-        runtime.flushed_offsets = runtime.merge.committable()
+    def _settle_committable(runtime: PartitionRuntime) -> None:
+        """Offsets committable now: up to the oldest change not written yet, or, with every
+        change written, all that was applied."""
+        dirty = runtime.dirty
+        runtime.flushed_offsets = (
+            dict(next(iter(dirty.values()))[1]) if dirty else runtime.merge.committable()
+        )
 
     def _add_forecasts(
         self, outcome: BatchOutcome, forecasts: Iterable[ForecastRecord], now: int
@@ -734,21 +738,18 @@ class BatchProcessor:
         ``STATE_WRITE_SLICE_MS`` a batch writes the SKUs whose oldest unwritten change is
         due, oldest first, at most ``STATE_WRITES_PER_SLICE`` beyond as many as were newly
         changed since the last slice (which keeps pace with the changes), or all of them on
-        a step with no events (a tick of a quiet partition). Offsets are
-        committable up to the oldest unwritten change (:meth:`committable`), so a crash
-        replays only what was not written. A SKU that
-        triggered is written with the batch: its state records the decision, so a
-        restart does not decide (and publish) it again.
+        a step with no events (a tick of a quiet partition). Offsets are committable up to
+        the oldest unwritten change (:meth:`committable`), so a crash replays only what was
+        not written. A SKU that triggered is written with the batch: its state records the
+        decision, so a restart does not decide (and publish) it again.
         """
         runtime = self.runtime(partition)
         dirty = runtime.dirty
-        changed = 0
         since = (now, before)
         for sku in skus:
             if sku not in dirty:
                 dirty[sku] = since
-                changed += 1
-        runtime.changed += changed
+                runtime.changed += 1
         # SKUs the engine forgot (no events for its retention): delete their state.
         for sku in sorted(result.expired_skus):
             dirty.pop(sku, None)
@@ -773,9 +774,7 @@ class BatchProcessor:
         outcome.state_writes.update(self._snapshots(engine, partition, writing, now))
         for sku in writing:
             del dirty[sku]
-        runtime.flushed_offsets = (
-            dict(next(iter(dirty.values()))[1]) if dirty else runtime.merge.committable()
-        )
+        self._settle_committable(runtime)
         last_shared = runtime.shared_saved_at
         # With every SKU state written: a restart must find the event clock (and the first
         # full window) the states were written with, or it would close their windows

@@ -65,7 +65,8 @@ class HookedTransactions(TransactionManager):
 
 
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with the broker's fetch wait of :attr:`fetch_max_wait_ms`.
+    """Faust's consumer thread, with its consumer's ``fetch_max_wait_ms`` as the broker's
+    fetch wait.
 
     Faust creates the aiokafka consumer with ``fetch_max_wait_ms=1500`` and no way to
     change it. aiokafka keeps one fetch in flight per broker and fetches a drained
@@ -73,20 +74,18 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     tick and re-key topics, say) keeps the busy ones waiting for up to that long.
     """
 
-    #: Set from the worker's settings (``SURGE_FETCH_MAX_WAIT_MS``) before it starts.
-    fetch_max_wait_ms: int = 1500
-
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # The fetcher is built from this attribute when the consumer starts.
-        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        consumer._fetch_max_wait_ms = cast(BatchConsumer, self.consumer).fetch_max_wait_ms
         return consumer
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
     """aiokafka consumer yielding one message per input partition per fetch."""
 
-    #: The broker's longest wait for a fetch with nothing new (see BatchConsumerThread).
+    #: The broker's longest wait for a fetch with nothing new (see BatchConsumerThread);
+    #: set from ``SURGE_FETCH_MAX_WAIT_MS`` by the worker.
     fetch_max_wait_ms: int = 1500
 
     #: Topics delivered as batches; set by :class:`app.streaming.app.SurgeWorker`.
@@ -111,9 +110,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self.in_transaction = self.read_committed
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
-        thread = BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
-        thread.fetch_max_wait_ms = self.fetch_max_wait_ms
-        return thread
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def on_init_dependencies(self) -> Iterable[Any]:
         # The hooked transactions are not a service to run (Faust starts its own
