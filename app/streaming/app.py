@@ -506,13 +506,19 @@ class SurgeWorker:
         await asyncio.gather(*(client.add_topic(topic) for topic in sorted(topics)))
 
     async def _in_sequence(self, batch: RecordBatch) -> bool:
-        """Whether the batch starts at or before the first offset not handled yet.
+        """Whether the batch accounts for every record from the first offset not handled.
 
-        Faust's stream drops a batch fetched while its flow is stopped for a rebalance
-        (seen in the kill -9 test); handling the next one would mark the lost offsets as
-        applied. Instead the partition is sought back to the first unhandled offset. A
-        batch fetched after that seek that still starts later skips only offsets holding
-        no records (transaction markers), and is accepted.
+        A batch accounts for its partition from the fetch position its records were
+        drained from (:attr:`RecordBatch.covers_from`; the offsets between that and its
+        first record hold transaction markers or aborted records only). One that starts
+        later means records were fetched and lost on their way to the agent: Faust's
+        stream drops batches fetched while its flow is stopped for a rebalance (seen in
+        the kill -9 test). The partition is then sought back to the first unhandled
+        offset, and batches fetched before that seek are dropped (they come again). A
+        batch fetched after the seek that still leaves a gap means the seek's own first
+        batch was lost too (seen in the SIGKILL fault test, where taking such a batch as
+        "the gap holds no records" lost 7,622 searches): seek back again. The one gap
+        taken is one Kafka no longer has (retention moved the log start past it).
         """
         tp = TP(batch.topic, batch.partition)
         consumer = cast(BatchConsumer, self.app.consumer)
@@ -524,24 +530,47 @@ class SurgeWorker:
                 return True  # nothing committed yet: reading starts at the log start
             self._handled_to[tp] = committed
         expected = self._handled_to[tp]
-        if batch.first_offset <= expected:
+        start = batch.covers_from
+        if start <= expected:
             return True
         pending = self._resyncs.get(tp)
-        if pending is not None and batch.seek_epoch >= pending:
-            return True  # fetched after our seek back: the gap holds no records
-        if pending is not None:
+        if pending is not None and batch.seek_epoch < pending:
             return False  # fetched before our seek back; it will come again
+        if pending is not None and await self._expired(consumer, tp, expected, start):
+            return True
         await consumer.seek(tp, expected)
         self._resyncs[tp] = consumer.seek_epoch(tp)
         metrics.RESYNCS.inc()
         logger.warning(
-            "a batch of %s[%d] went missing before offset %d; seeking back to %d",
+            "records %d..%d of %s[%d] were fetched but never reached the agent; seeking back to %d",
+            expected,
+            start - 1,
             batch.topic,
             batch.partition,
-            batch.first_offset,
             expected,
         )
         return False
+
+    @staticmethod
+    async def _expired(consumer: BatchConsumer, tp: TP, expected: int, start: int) -> bool:
+        """Whether the records from ``expected`` up to ``start`` are gone from Kafka (the
+        log start moved past them): then nothing can read them again."""
+        try:
+            log_start = (await consumer.earliest_offsets(tp)).get(tp)
+        except Exception:  # seek back again; the next batch asks again
+            return False
+        if log_start is None or log_start <= expected or start > log_start:
+            return False
+        logger.error(
+            "records %d..%d of %s[%d] were deleted from Kafka (log start %d) before this "
+            "worker applied them; their events are not counted",
+            expected,
+            log_start - 1,
+            tp.topic,
+            tp.partition,
+            log_start,
+        )
+        return True
 
     async def handle_event(self, batch: RecordBatch, event: Any) -> None:
         """Handle one batch: decide, publish, write state, ack, commit about once a second."""

@@ -40,6 +40,16 @@ class RecordBatch:
     values: list[bytes | None]
     #: Seeks of this partition before the fetch that returned it began (BatchConsumer).
     seek_epoch: int = 0
+    #: The fetch position the records were drained from: no record this consumer reads
+    #: lies between it and the first offset (None: not known; the first offset is used).
+    fetched_from: int | None = None
+
+    @property
+    def covers_from(self) -> int:
+        """First offset this batch accounts for: nothing before its first record is missing
+        from there on."""
+        start = self.fetched_from
+        return self.offsets[0] if start is None or start > self.offsets[0] else start
 
     @property
     def first_offset(self) -> int:

@@ -27,10 +27,12 @@ Selected by the broker URL scheme :data:`SCHEME` (``batchkafka://host:port``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Set
 from typing import Any, cast
 
+from aiokafka.errors import ConsumerStoppedError
 from faust.transport import drivers
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -74,11 +76,76 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     tick and re-key topics, say) keeps the busy ones waiting for up to that long.
     """
 
+    #: Per partition of the last fetch returned: the fetch position its records were
+    #: drained from (every offset between it and the first record holds no record this
+    #: consumer reads: transaction markers, aborted or compacted records). Replaced by
+    #: each fetch in the consumer thread, read by :meth:`BatchConsumer.getmany` after.
+    drained_from: Mapping[TP, int] = {}
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # The fetcher is built from this attribute when the consumer starts.
         consumer._fetch_max_wait_ms = cast(BatchConsumer, self.consumer).fetch_max_wait_ms
         return consumer
+
+    async def _fetch_records(
+        self,
+        consumer: Any,
+        active_partitions: Set[TP],
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Mapping[TP, list[Any]]:
+        """Faust's fetch, noting where each partition's records were drained from.
+
+        aiokafka hands out fetched records only from a partition's current position, so
+        the positions read just before a drain that does not wait (nothing in between
+        yields to the loop, where a seek would run) are where its records start from.
+        The waiting is aiokafka's own: drain without waiting, else wait for its next
+        fetch to complete, until ``timeout``.
+        """
+        self.drained_from = {}
+        if not self.consumer.flow_active:
+            return {}
+        fetcher = consumer._fetcher
+        if consumer._closed or fetcher._closed:
+            raise ConsumerStoppedError()
+        subscriptions = fetcher._subscriptions
+        deadline = time.monotonic() + (timeout or 0.0)
+        with subscriptions.fetch_context():
+            while True:
+                if subscriptions.reassignment_in_progress:
+                    await subscriptions.wait_for_assignment()
+                positions = _positions(subscriptions)
+                records: Mapping[TP, list[Any]] = await fetcher.fetched_records(
+                    active_partitions, timeout=0, max_records=max_records
+                )
+                if records:
+                    self.drained_from = {
+                        tp: positions[tp] for tp in records if positions.get(tp) is not None
+                    }
+                    return records
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or fetcher._closed:
+                    return {}
+                waiter = fetcher._create_fetch_waiter()
+                done, _ = await asyncio.wait([waiter], timeout=remaining)
+                if not done:
+                    waiter.cancel()
+                    return {}
+                waiter.result()  # raises what the fetch raised (authorization, say)
+
+
+def _positions(subscriptions: Any) -> dict[TP, int]:
+    """aiokafka's fetch position of every assigned partition that has one."""
+    assignment = subscriptions.subscription.assignment if subscriptions.subscription else None
+    if assignment is None:
+        return {}
+    positions: dict[TP, int] = {}
+    for tp in assignment.tps:
+        state = assignment.state_value(tp)
+        if state is not None and state.has_valid_position:
+            positions[tp] = int(state.position)
+    return positions
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -220,7 +287,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
             return None
         return int(state.position)
 
-    def _batch_message(self, tp: TP, records: list[Any], epoch: int = 0) -> ConsumerMessage:
+    def _batch_message(
+        self, tp: TP, records: list[Any], epoch: int = 0, fetched_from: int | None = None
+    ) -> ConsumerMessage:
         last = records[-1]
         batch = RecordBatch(
             topic=tp.topic,
@@ -229,6 +298,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             keys=[record.key for record in records],
             values=[record.value for record in records],
             seek_epoch=epoch,
+            fetched_from=fetched_from,
         )
         timestamp = last.timestamp / 1000.0 if last.timestamp is not None else None
         return ConsumerMessage(
@@ -251,6 +321,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """Fetch, then yield one batch message per input partition (records for others)."""
         all_seeks, seeks = self._all_seeks, dict(self._seeks)
         records, active_partitions = await self._wait_next_records(timeout)
+        drained_from = cast(BatchConsumerThread, self._thread).drained_from
         generation_id = self.app.consumer_generation_id
         if records is None or self.should_stop:
             return
@@ -285,7 +356,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 # seek counts as fetched before it (see SurgeWorker._in_sequence).
                 epoch = all_seeks + seeks.get(tp, 0)
                 self._handed[tp] = tp_records[-1].offset + 1
-                yield tp, self._batch_message(tp, tp_records, epoch)
+                yield tp, self._batch_message(tp, tp_records, epoch, drained_from.get(tp))
             else:
                 for record in tp_records:
                     yield tp, to_message(tp, record)
