@@ -62,6 +62,11 @@ STATE_WRITES_PER_SLICE = 256
 STATE_WRITE_SLICE_MS = 250
 
 
+#: SKU home partitions remembered (the memory stays bounded on a catalogue of millions;
+#: forgetting all at once costs only re-hashing the SKUs seen next).
+HOME_CACHE_KEYS = 1 << 18
+
+
 def home_partition(sku: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a message keyed by ``sku``.
 
@@ -279,6 +284,14 @@ class BatchProcessor:
             )
         return runtime
 
+    def _remember_home(self, sku: str, partitions: int) -> int:
+        """``home_partition``, remembered for at most ``HOME_CACHE_KEYS`` SKUs."""
+        home = self._home
+        if len(home) >= HOME_CACHE_KEYS:
+            home.clear()
+        found = home[(sku, partitions)] = home_partition(sku, partitions)
+        return found
+
     def planner_for(self, partition: int) -> FirstTierPlanner:
         """The first-tier planner of an input partition."""
         return self.runtime(partition).planner
@@ -460,7 +473,7 @@ class BatchProcessor:
             if partitions:
                 expected = home.get((sku, partitions))
                 if expected is None:
-                    expected = home[(sku, partitions)] = home_partition(sku, partitions)
+                    expected = self._remember_home(sku, partitions)
                 if expected != batch.partition:
                     # raw is valid JSON here (it decoded)
                     value = wrap(signal, batch.topic, batch.partition, offset, raw or b"")
@@ -614,7 +627,7 @@ class BatchProcessor:
         def owns(sku: str) -> bool:
             expected = home.get((sku, count))
             if expected is None:
-                expected = home[(sku, count)] = home_partition(sku, count)
+                expected = self._remember_home(sku, count)
             return expected == partition
 
         planned = planner.step(engine, self.calendar, now, forecasts=forecasts, owns=owns)

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from app.config import Settings
 from app.events import Signal
 from app.metrics import REGISTRY
+from app.streaming import processor as processor_module
 from app.streaming.processor import BatchProcessor, home_partition
 from app.streaming.records import RecordBatch
 from app.streaming.state import StoredState, shared_key, sign_state, verify_state
@@ -318,6 +319,22 @@ def test_an_event_not_keyed_by_its_sku_is_forwarded_to_its_skus_partition_and_co
         processor.settings.require_snapshot_key(),
     )
     assert state.applied == {f"{CART}:{wrong}": 41, f"{CART}:{home}": 2}
+
+
+def test_home_partitions_are_remembered_for_a_bounded_number_of_skus(
+    make_processor: MakeProcessor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a catalogue of millions must not keep every SKU it ever saw in the home cache
+    monkeypatch.setattr(processor_module, "HOME_CACHE_KEYS", 8)
+    processor = make_processor(partition_count=lambda topic: 4)
+    skus = [f"S{i}" for i in range(40)]
+    for offset, sku in enumerate(skus):
+        home = home_partition(sku, 4)
+        processor.handle(batch_of(CART, home, cart_adds(sku, 1, first_offset=offset)))
+        assert len(processor._home) <= 8
+    assert all(
+        processor.engine_for(home_partition(s, 4)).count(s, Signal.CART_ADD) == 1 for s in skus
+    )  # type: ignore[attr-defined]
 
 
 def test_a_malformed_record_on_the_rekey_topic_is_dead_lettered(
