@@ -31,6 +31,9 @@ from app.streaming.processor import (
 from app.streaming.publish import BatchPublisher
 from app.streaming.records import RecordBatch
 from app.streaming.rekey import rekey_topic_name
+from app.streaming.store import SCHEME as STORE_SCHEME
+from app.streaming.store import BulkMemoryStore, ChangelogReader, store_url
+from app.streaming.store import register as register_store
 from app.streaming.transport import SCHEME, BatchConsumer, register
 
 logger = logging.getLogger(__name__)
@@ -189,6 +192,7 @@ class SurgeWorker:
         if exactly_once and not settings.store.startswith("memory:"):
             raise ConfigurationError(EXACTLY_ONCE_NEEDS_MEMORY_STORE)
         register()
+        register_store()
         quiet_framework_loggers()
         self.settings = settings
         self.processor = processor or BatchProcessor(
@@ -265,7 +269,15 @@ class SurgeWorker:
             key_type=str,
             value_type=bytes,
             partitions=settings.topic_partitions,
+            store=store_url(settings.store),
         )
+        if store_url(settings.store).startswith(f"{STORE_SCHEME}:"):
+            store = cast(BulkMemoryStore, self.table.data)
+            store.reader = ChangelogReader(
+                settings.kafka_client_kwargs,
+                read_committed=self.delivery.read_committed,
+                client_id=f"{settings.app_id}-restore",
+            )
         self._generation: int | None = None
         # Outputs go straight to the aiokafka producer Faust uses, in record batches; under
         # exactly-once to the transactional producer of the batch's partition.
