@@ -42,6 +42,16 @@ STATE_TABLE = "sku-state"
 QUIET_LOGGERS = ("faust", "aiokafka", "mode")
 #: Idle ticks are only a wake-up signal: an hour of them is more than enough to keep.
 TICK_RETENTION_MS = HOUR_MS
+#: The state changelog's topic settings, when the worker creates it (an existing topic
+#: keeps its own). Kafka compacts only closed segments; with its defaults (1 GiB, 7 days)
+#: a busy changelog keeps up to a GiB of superseded states in its open segment, all of
+#: which a restart reads. Segments of 64 MiB or 6 h and compaction once a quarter of the
+#: log is superseded keep it near the live states plus one segment.
+CHANGELOG_TOPIC_CONFIG = {
+    "segment.bytes": str(64 * 1024 * 1024),
+    "segment.ms": str(6 * HOUR_MS),
+    "min.cleanable.dirty.ratio": "0.25",
+}
 TOPIC_READY_TIMEOUT_SECONDS = 60.0
 PRODUCER_LINGER_SECONDS = 0.005
 
@@ -270,6 +280,7 @@ class SurgeWorker:
             value_type=bytes,
             partitions=settings.topic_partitions,
             store=store_url(settings.store),
+            extra_topic_configs=CHANGELOG_TOPIC_CONFIG,
         )
         if store_url(settings.store).startswith(f"{STORE_SCHEME}:"):
             store = cast(BulkMemoryStore, self.table.data)

@@ -127,3 +127,16 @@ def test_a_rocksdb_store_is_faust_s_own(
     # (and the worker does not build it early: the RocksDB bindings load only when used)
     worker = SurgeWorker(settings.model_copy(update={"store": "rocksdb://"}), make_processor())
     assert str(worker.table._store) == "rocksdb:"
+
+
+def test_the_changelog_is_created_with_segments_small_enough_to_compact(
+    settings: Settings, make_processor: Callable[..., BatchProcessor]
+) -> None:
+    # a restart reads the whole changelog: Kafka's 1 GiB / 7 day segments would leave up
+    # to a GiB of superseded states uncompacted
+    worker = SurgeWorker(settings, make_processor())
+    topic = worker.table.changelog_topic
+    assert topic.compacting
+    assert int(topic.config["segment.bytes"]) == 64 * 1024 * 1024
+    assert int(topic.config["segment.ms"]) == 6 * 3_600_000
+    assert float(topic.config["min.cleanable.dirty.ratio"]) == 0.25
