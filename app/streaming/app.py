@@ -273,16 +273,17 @@ class SurgeWorker:
                 self.rekey_topic,
             )
         }
+        table_store = store_url(settings.store)
         self.table = self.app.Table(
             STATE_TABLE,
             default=None,
             key_type=str,
             value_type=bytes,
             partitions=settings.topic_partitions,
-            store=store_url(settings.store),
+            store=table_store,
             extra_topic_configs=CHANGELOG_TOPIC_CONFIG,
         )
-        if store_url(settings.store).startswith(f"{STORE_SCHEME}:"):
+        if table_store.startswith(f"{STORE_SCHEME}:"):
             store = cast(BulkMemoryStore, self.table.data)
             store.reader = ChangelogReader(
                 settings.kafka_client_kwargs,

@@ -135,6 +135,13 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                 waiter.result()  # raises what the fetch raised (authorization, say)
 
 
+def _position(state: Any) -> int | None:
+    """The fetch position in aiokafka's state of one partition (None: none yet)."""
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
+
+
 def _positions(subscriptions: Any) -> dict[TP, int]:
     """aiokafka's fetch position of every assigned partition that has one."""
     assignment = subscriptions.subscription.assignment if subscriptions.subscription else None
@@ -142,9 +149,9 @@ def _positions(subscriptions: Any) -> dict[TP, int]:
         return {}
     positions: dict[TP, int] = {}
     for tp in assignment.tps:
-        state = assignment.state_value(tp)
-        if state is not None and state.has_valid_position:
-            positions[tp] = int(state.position)
+        position = _position(assignment.state_value(tp))
+        if position is not None:
+            positions[tp] = position
     return positions
 
 
@@ -283,9 +290,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             state = assignment.state_value(faust_aiokafka.ensure_aiokafka_TP(tp))
         except Exception:
             return None
-        if state is None or not state.has_valid_position:
-            return None
-        return int(state.position)
+        return _position(state)
 
     def _batch_message(
         self, tp: TP, records: list[Any], epoch: int = 0, fetched_from: int | None = None
