@@ -53,6 +53,7 @@ from app.core.sizing import (
     order_quantity,
     stockout_need,
     surge_excess_units,
+    surge_hours_ahead,
 )
 from app.core.state import EngineConfig, SkuState, StepResult
 from app.core.triggers import (
@@ -140,6 +141,7 @@ class Engine:
         self._alpha = self.config.alpha()
         self._fast = self.config.forecast_alpha()
         self._span_lengths = self.config.span_lengths()
+        self._surge_memory_ms = round(self.config.surge_stock_memory_hours * HOUR_MS)
         self._skus: dict[str, SkuState] = {}
         self._clock = _NO_CLOCK
         self._frontier = _NO_CLOCK
@@ -837,6 +839,8 @@ class Engine:
             factor = self._season.factor(category, index, start, now_ms=self._clock)
             expected = series.level * factor
             forecast = series.recent * factor
+            if index == _ORDER and sku is not None:
+                self._use_surge_stock(sku, series, cell.units - expected)
             model_name = self._model_name(series)
             challenger = series.model
             cost += 1
@@ -901,6 +905,18 @@ class Engine:
         else:  # keep the closed windows for the live spans that reach them, then drop them
             self._schedule(live.closed_start + keep, ref)
         return cost or 1
+
+    def _use_surge_stock(self, sku: str, series: Series, excess: float) -> None:
+        """A closed order window's excess over its baseline uses the SKU's surge stock."""
+        state = self._skus.get(sku)
+        if (
+            excess > 0.0
+            and state is not None
+            and state.ledger is not None
+            and state.ledger.surge_units > 0.0
+            and series is state.whole(_ORDER)
+        ):
+            state.ledger.use_surge(excess)
 
     def _challenge(
         self, series: Series, sku: str, region: str, target: int, category: str | None
@@ -1261,16 +1277,27 @@ class Engine:
         terms = self.policy.order_terms(sku, state.category)
         supplier = terms.supplier
         length = self.config.window_ms
+        ledger = state.the_ledger()
+        # The surge's age: the span it fired on, plus the time since this surge's first
+        # trigger when an earlier one is still on the SKU's account.
+        age_ms = seen.span * length + ledger.surge_age(self._clock)
+        hours = surge_hours_ahead(
+            age_hours=age_ms / HOUR_MS,
+            lead_hours=supplier.lead_time_hours,
+            cover_hours=terms.surge_cover_hours,
+        )
         units = surge_excess_units(
             observed=seen.observed,
             expected=seen.expected,
             span_windows=seen.span,
             max_extrapolation=self.config.max_extrapolation,
-            surge_windows=terms.surge_hours() * HOUR_MS / length,
+            surge_windows=hours * HOUR_MS / length,
         ) * self._conversion(state, index, rules)
-        ledger = state.the_ledger()
         in_flight = ledger.covering(warehouse, self.policy.central_warehouse, self._clock)
-        quantity, capped = order_quantity(units - in_flight, terms)
+        # Units earlier triggers of this surge bought that its excess has not used yet:
+        # stock that arrived is on the shelf, not a reason to order the estimate again.
+        unused = round(ledger.surge_stock(self._clock))
+        quantity, capped = order_quantity(units - max(in_flight, unused), terms)
         if quantity <= 0:
             result.suppressed += 1
             return
@@ -1282,7 +1309,7 @@ class Engine:
             shoppers=seen.shoppers,
             region=region,
             since_ms=since,
-            order=order_words(quantity, supplier, warehouse, in_flight, capped),
+            order=order_words(quantity, supplier, warehouse, in_flight, capped, unused=unused),
         )
         trigger = new_trigger(
             sku=sku,
@@ -1304,6 +1331,7 @@ class Engine:
             first_event_at=last_ts,
         )
         self._record(state, trigger, terms, self._clock)
+        ledger.add_surge(quantity, at_ms=self._clock, memory_ms=self._surge_memory_ms)
         result.triggers.append(trigger)
 
     def _decide_stockout(

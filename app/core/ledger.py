@@ -3,8 +3,9 @@
 Both tiers go through it: second-tier (surge, stockout) triggers from the live check and
 first-tier (pre-warm, scheduled) orders from the planner. It holds cooldowns (a SKU is
 never triggered twice for the same reason inside its cooldown), stock still in flight
-per warehouse (an order is in flight until its lead time has passed on the event clock)
-and the failed stockout orders that arrived while a stockout was already on its way.
+per warehouse (an order is in flight until its lead time has passed on the event clock),
+the surge stock not yet used (see :meth:`Ledger.surge_stock`) and the failed stockout
+orders that arrived while a stockout was already on its way.
 """
 
 from __future__ import annotations
@@ -52,6 +53,50 @@ class Ledger:
     recent: list[tuple[str, str, int]] = field(default_factory=list)
     backlog_order_ids: list[str] = field(default_factory=list)
     backlog_failed_orders: int = 0
+    #: Units surge triggers ordered that the surge excess seen since has not used up.
+    surge_units: float = 0.0
+    #: ... forgotten after this event time (the regular replenishment has absorbed them).
+    surge_until: int = 0
+    #: When the surge the account belongs to was first triggered.
+    surge_since: int = 0
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        # A ledger pickled before the surge account existed has no such slots: start empty.
+        self.surge_units, self.surge_until, self.surge_since = 0.0, 0, 0
+        for name, value in state[1].items():
+            setattr(self, name, value)
+
+    def surge_stock(self, at_ms: int) -> float:
+        """Surge units ordered (in flight or arrived) that the excess since has not used.
+
+        A surge trigger's units go on the account; every closed window's order excess
+        over its baseline takes from it. A later trigger of the same surge orders only
+        what its estimate exceeds the account by: an order that has arrived is stock on the
+        shelf, not a reason to order the surge's estimate again after every cooldown.
+
+        >>> ledger = Ledger()
+        >>> ledger.add_surge(30, at_ms=0, memory_ms=86_400_000)
+        >>> ledger.use_surge(12.5)
+        >>> ledger.surge_stock(3_600_000), ledger.surge_stock(86_400_000)
+        (17.5, 0.0)
+        """
+        return self.surge_units if at_ms < self.surge_until else 0.0
+
+    def add_surge(self, quantity: int, *, at_ms: int, memory_ms: int) -> None:
+        """Put a surge trigger's units on the account, kept ``memory_ms`` from now."""
+        if at_ms >= self.surge_until:
+            self.surge_since = at_ms
+        self.surge_units = self.surge_stock(at_ms) + quantity
+        self.surge_until = at_ms + memory_ms
+
+    def surge_age(self, at_ms: int) -> int:
+        """Event time since the first trigger of the surge on the account (0: none)."""
+        return at_ms - self.surge_since if at_ms < self.surge_until else 0
+
+    def use_surge(self, excess: float) -> None:
+        """Take a closed window's order excess (units over baseline) from the account."""
+        if excess > 0.0:
+            self.surge_units = max(0.0, self.surge_units - excess)
 
     def in_cooldown(self, reason: str, at_ms: int) -> bool:
         """Whether ``reason`` was triggered for this SKU within its cooldown."""

@@ -12,7 +12,7 @@ so a file's ``defaults.margin`` applies to every signal it does not state under
 ``signals``; the built-in per-signal defaults give searches the highest bar.
 
 Order terms (``supplier``, ``pack_size``, ``min_order``, ``max_order``,
-``cooldown_minutes``, ``safety_z``, ``surge_half_life_hours``) resolve
+``cooldown_minutes``, ``safety_z``, ``surge_cover_hours``) resolve
 ``skus.<sku> > categories.<cat> > defaults``.
 """
 
@@ -74,7 +74,7 @@ class Overrides:
     max_order: int | None = None
     supplier: str | None = None
     safety_z: float | None = None
-    surge_half_life_hours: float | None = None
+    surge_cover_hours: float | None = None
     category: str | None = None
     signals: Mapping[Signal, Overrides] = field(default_factory=dict)
 
@@ -129,30 +129,8 @@ class OrderTerms:
     max_order: int
     cooldown_ms: int
     safety_z: float
-    #: How fast a surge's excess is assumed to fade: it halves every this many hours.
-    surge_half_life_hours: float = 2.0
-
-    def surge_hours(self) -> float:
-        """Hours of the *initial* excess rate a surge brings within one lead time.
-
-        The excess is assumed to decay exponentially with half-life ``h``
-        (``surge_half_life_hours``); over a lead time ``L`` it adds up to
-        ``h / ln 2 x (1 - 2^(-L / h))`` hours of the initial excess rate: about ``L`` for
-        a short lead time, never more than ``h / ln 2`` (2.885 h at the 2 h default).
-
-        >>> terms = Policy.default().order_terms("A", None)  # 24 h lead time, 2 h half-life
-        >>> round(terms.surge_hours(), 4)
-        2.8847
-        >>> from dataclasses import replace
-        >>> round(replace(terms, surge_half_life_hours=1e9).surge_hours(), 4)  # no decay
-        24.0
-        """
-        lead = self.supplier.lead_time_hours
-        half_life = self.surge_half_life_hours
-        if half_life <= 0.0:
-            return 0.0
-        rate = math.log(2.0) / half_life
-        return -math.expm1(-rate * lead) / rate
+    #: Hours after a surge order arrives that it covers (the next trigger can top it up).
+    surge_cover_hours: float = 2.0
 
 
 _DEFAULTS = Overrides(
@@ -166,7 +144,7 @@ _DEFAULTS = Overrides(
     max_order=100_000,
     supplier=DEFAULT_SUPPLIER,
     safety_z=1.65,
-    surge_half_life_hours=2.0,
+    surge_cover_hours=2.0,
 )
 # Searches are the earliest and noisiest signal: the highest margin. The leading signals'
 # volume floors count distinct shoppers (8 searching, 6 adding to cart within the live
@@ -315,7 +293,7 @@ class Policy:
             max_order=int(_first(layers, "max_order")),
             cooldown_ms=round(float(_first(layers, "cooldown_minutes")) * MINUTE_MS),
             safety_z=float(_first(layers, "safety_z")),
-            surge_half_life_hours=float(_first(layers, "surge_half_life_hours")),
+            surge_cover_hours=float(_first(layers, "surge_cover_hours")),
         )
         self._terms_cache[key] = result
         return result
@@ -338,7 +316,7 @@ _NUMBER_FIELDS = {
     "units_per_event": (0.0, 1e6),
     "cooldown_minutes": (0.0, 1e7),
     "safety_z": (0.0, 10.0),
-    "surge_half_life_hours": (0.01, 1e6),
+    "surge_cover_hours": (0.0, 1e6),
 }
 _INT_FIELDS = {"pack_size": 1, "min_order": 0, "max_order": 1}
 _LEVEL_KEYS = {"defaults", "signals", "categories", "skus"}
@@ -413,6 +391,8 @@ class _Reader:
         values: dict[str, Any] = {}
         for key, key_node, value_node in self.mapping(node, where):
             here = f"{where}.{key}"
+            if key in _RETIRED_KEYS:
+                raise self.fail(key_node, here, _RETIRED_KEYS[key])
             if key not in allow:
                 allowed = ", ".join(sorted(allow))
                 raise self.fail(key_node, here, f"unknown setting (allowed: {allowed})")
@@ -451,7 +431,12 @@ _TERM_KEYS = {
     "max_order",
     "supplier",
     "safety_z",
-    "surge_half_life_hours",
+    "surge_cover_hours",
+}
+#: Settings an older version read, and what replaced them.
+_RETIRED_KEYS = {
+    "surge_half_life_hours": "surges are now sized by their age, not by a fixed half-life; "
+    "remove it (surge_cover_hours sets the hours a surge order covers after it arrives)",
 }
 
 

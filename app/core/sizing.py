@@ -1,9 +1,11 @@
-"""How much to order: a surge's expected excess over the lead time, a stockout's backlog.
+"""How much to order: a surge's expected excess while its order can help, a stockout's backlog.
 
 Second-tier orders cover what the regular (first-tier or daily) replenishment will not:
-the *excess* a surge brings within the supplier's lead time, or the units customers could
-not buy plus the demand of a short cover period after a stockout. Stock already in flight
-to the warehouse is subtracted; packs, min/max order and supplier capacity apply last.
+the *excess* a surge is expected to bring until a while after its order arrives (see
+:func:`surge_hours_ahead`), or the units customers could not buy plus the demand of a
+short cover period after a stockout. Stock already in flight to the warehouse, and surge
+stock bought earlier that the excess has not used yet, is subtracted; packs, min/max
+order and supplier capacity apply last.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ def surge_excess_units(
     max_extrapolation: float,
     surge_windows: float,
 ) -> float:
-    """Expected excess volume a live surge brings over the lead time (signal units).
+    """Expected excess volume a live surge brings (signal units).
 
     The excess seen over the live span (``observed - expected``) becomes a rate per
     window by dividing by the span's length in windows (never multiplied by more than
-    ``max_extrapolation``); that rate is assumed to decay over the lead time, which the
-    policy's :meth:`~app.core.policy.OrderTerms.surge_hours` sums up as ``surge_windows``
-    windows of the initial rate.
+    ``max_extrapolation``); :func:`surge_hours_ahead` says how many windows of that rate
+    to expect (``surge_windows``).
 
     >>> # 60 seen over one and a half windows where 15 were expected: 30 a window
     >>> surge_excess_units(observed=60, expected=15, span_windows=1.5, max_extrapolation=2,
@@ -106,3 +107,36 @@ def leading_conversion(order_level: float, leading_level: float, prior: float) -
     weight = 5.0
     learned = (order_level + weight * prior) / (leading_level + weight)
     return min(max(learned, 0.001), 5.0)
+
+
+def surge_hours_ahead(*, age_hours: float, lead_hours: float, cover_hours: float) -> float:
+    """Hours of a surge's current excess rate worth ordering: what its order can still meet.
+
+    A surge that has run ``a`` hours is taken to run on with the odds of its age: it is
+    still on ``t`` hours later with probability ``a / (a + t)`` (a spike minutes old is
+    likely over soon, a launch running for hours likely runs on). The order arrives after
+    the lead time ``L``; what it can meet is
+
+    * the excess expected after it arrives, for ``cover_hours`` ``R`` (the next trigger
+      can top it up): ``a ln((a + L + R) / (a + L))`` hours of the current rate;
+    * the excess expected during the lead time, which the shelf's buffer serves and the
+      order refills: ``a ln((a + L) / a)``, counted only as far as the surge is still on
+      when the order arrives (``a / (a + L)``). A buffer emptied by a spike that is over
+      is refilled by the regular replenishment; a surge that runs on empties it again.
+
+    Never more than ``L + R``. The old rule (the excess decaying with a fixed two-hour
+    half-life over the lead time) ordered a one-hour flash's units to arrive after it and
+    ordered every long launch too little at a time.
+
+    >>> round(surge_hours_ahead(age_hours=0.25, lead_hours=2, cover_hours=2), 2)  # a spike
+    0.22
+    >>> round(surge_hours_ahead(age_hours=6, lead_hours=2, cover_hours=2), 2)  # hours old
+    2.63
+    >>> round(surge_hours_ahead(age_hours=0.25, lead_hours=12, cover_hours=2), 2)
+    0.06
+    """
+    age = max(age_hours, 1e-6)
+    arrives = age + lead_hours
+    during = age * math.log(arrives / age)
+    after = age * math.log((arrives + cover_hours) / arrives)
+    return during * age / arrives + after

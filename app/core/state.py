@@ -78,6 +78,9 @@ class EngineConfig:
     #: step counts as several); the rest of a busy boundary waits for the next calls. About
     #: 5 us a unit: a pause of a few tens of milliseconds, however many series were active.
     close_budget_per_call: int = 3_000
+    #: Surge units ordered stay on the SKU's account (less the order excess seen since)
+    #: this long after its last surge trigger; a later surge trigger is netted of them.
+    surge_stock_memory_hours: float = 24.0
     #: A stockout order covers the backlog plus this many hours of expected demand.
     stockout_cover_hours: float = 1.0
     #: Failed order ids carried by one stockout trigger.

@@ -151,9 +151,18 @@ def change_words(observed: float, expected: float) -> str:
 
 
 def order_words(
-    quantity: int, supplier: Supplier, warehouse: str, in_flight: int, capped: bool
+    quantity: int,
+    supplier: Supplier,
+    warehouse: str,
+    in_flight: int,
+    capped: bool,
+    *,
+    unused: int = 0,
 ) -> str:
     """The ordering half of every explanation.
+
+    ``unused``: surge units ordered earlier that the excess since has not used (when it,
+    not the stock in flight, is what the need was netted of).
 
     >>> from app.core.policy import Supplier
     >>> for part in order_words(600, Supplier("S-12", 6, 2400), "WH-east", 100, True).split(", "):
@@ -162,13 +171,21 @@ def order_words(
     lead time 6 h
     after 100 in flight
     capped by supplier capacity
+    >>> order_words(40, Supplier("S-12", 6, 2400), "WH-east", 0, False, unused=25)[-45:]
+    'after 25 ordered for this surge and not yet sold'
     """
-    if quantity <= 0:
+    if unused > in_flight:
+        held = f"{unused} ordered for this surge and not yet sold"
+    elif quantity <= 0:
         return f"{in_flight} already in flight to {warehouse} covers it"
+    else:
+        held = f"{in_flight} in flight"
+    if quantity <= 0:
+        return f"{held} covers it"
     return (
         f"ordering {quantity} from {supplier.name} to {warehouse}, "
         f"lead time {supplier.lead_time_hours:g} h"
-        + (f", after {in_flight} in flight" if in_flight else "")
+        + (f", after {held}" if max(in_flight, unused) else "")
         + (", capped by supplier capacity" if capped else "")
     )
 

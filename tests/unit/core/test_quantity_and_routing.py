@@ -7,11 +7,14 @@ Steady traffic is exact, so forecasts are exact, and the quantity (no safety sto
 surge) is
 
     (observed - elapsed x forecast) / max(elapsed, 1 / 2)     excess rate per window
-    x h / ln 2 x (1 - 2^(-L / h)) / window                    surge windows (half-life h)
-    - in flight, in packs of 10, clamped.
+    x hours ahead / window                                    (age a, lead L, cover R)
+    - in flight, in packs of 10, clamped,
 
-With the default half-life h = 2 h and S-12's L = 0.1 h, a surge adds up to 5.897
-windows of its initial excess rate (a non-decaying one would give 6).
+where hours ahead = a ln((a + L) / a) x a / (a + L) + a ln((a + L + R) / (a + L)): the
+excess the surge's order can still meet if a surge of age ``a`` runs on with the odds of
+its age (``app.core.sizing.surge_hours_ahead``). A first trigger's age is the span it
+fired on: half a window here, 0.5 min. With S-12's L = 0.1 h and the default R = 2 h,
+that is 1.583 windows of the excess rate: a surge seconds old orders little.
 """
 
 from __future__ import annotations
@@ -30,22 +33,25 @@ SURGE_WINDOW = T0 + 10 * MINUTE
 HALF_WAY = SURGE_WINDOW + 30_000  # elapsed share of the window: exactly 0.5
 
 
-def _surge_windows(lead_hours: float, half_life_hours: float = 2.0) -> float:
-    """Windows (1 minute) of the initial excess rate a decaying surge adds up to."""
-    hours = half_life_hours / math.log(2) * (1 - 2 ** (-lead_hours / half_life_hours))
-    return hours * 60
+def _surge_windows(age_windows: float, lead_hours: float, cover_hours: float = 2.0) -> float:
+    """Windows (1 minute) of the excess rate a surge of this age is ordered for."""
+    age = age_windows / 60
+    arrives = age + lead_hours
+    during = age * math.log(arrives / age) * age / arrives
+    after = age * math.log((arrives + cover_hours) / arrives)
+    return (during + after) * 60
 
 
 def _packs(units: float) -> int:
     return math.ceil(units / 10) * 10
 
 
-def _policy_with_half_life(hours: float) -> str:
+def _policy_with_cover(hours: float, capacity_per_day: float = 200_000) -> str:
     return f"""
 regions: {{east: WH-east, west: WH-west}}
-suppliers: {{S-12: {{lead_time_hours: 0.1, capacity_per_day: 200000}}}}
+suppliers: {{S-12: {{lead_time_hours: 0.1, capacity_per_day: {capacity_per_day}}}}}
 defaults: {{supplier: S-12, pack_size: 10, min_order: 10, max_order: 5000,
-            surge_half_life_hours: {hours}}}
+            surge_cover_hours: {hours}}}
 """
 
 
@@ -82,17 +88,19 @@ def _surge(engine: Engine, sku: str, per_region: dict[str, int]) -> list[Trigger
     return engine.process(batch).triggers
 
 
-def test_quantity_is_excess_over_the_lead_time(make_engine: Callable[..., Engine]) -> None:
+def test_quantity_is_the_excess_a_surge_of_its_age_brings(
+    make_engine: Callable[..., Engine],
+) -> None:
     engine = make_engine()
     _steady(engine, "A", ("east",))
     (trigger,) = _surge(engine, "A", {"east": 60})
-    # 60 in half a window vs 10 expected: 50 excess / 0.5 = 100 a window, decaying with
-    # a 2 h half-life over the 0.1 h lead time: 100 x 5.897 = 589.7 -> 590 in packs of 10.
+    # 60 in half a window vs 10 expected: 50 excess / 0.5 = 100 a window, for the 1.583
+    # windows a half-window-old surge is ordered for: 158.3 -> 160 in packs of 10.
     assert (trigger.observed, trigger.forecast, trigger.ratio) == (60, 10, 6)
-    assert _surge_windows(0.1) == pytest.approx(5.8973, abs=1e-4)
-    assert (trigger.quantity, trigger.capped_by_capacity) == (_packs(100 * 5.8973), False)
-    assert trigger.quantity == 590
-    assert engine.in_flight("A", "WH-east") == 590
+    assert _surge_windows(0.5, 0.1) == pytest.approx(1.5829, abs=1e-4)
+    assert (trigger.quantity, trigger.capped_by_capacity) == (_packs(100 * 1.5829), False)
+    assert trigger.quantity == 160
+    assert engine.in_flight("A", "WH-east") == 160
 
 
 def test_an_early_bulky_surge_is_extrapolated_at_most_twofold(
@@ -104,21 +112,32 @@ def test_an_early_bulky_surge_is_extrapolated_at_most_twofold(
     batch = [OrderEvent(early, "A", f"s{i}", OrderStatus.PAID, region="east") for i in range(60)]
     (trigger,) = engine.process(batch).triggers
     # Expected 0.1 x 20 = 2; excess 58. Extrapolated by the elapsed share this would be
-    # 580 a window (3,480 over the lead time); bounded at x2 it is 116 a window.
+    # 580 a window; bounded at x2 it is 116 a window, for a surge a tenth of a window old
+    # (0.310 windows): 35.9 -> 40.
     assert (trigger.observed, trigger.forecast) == (60, 2)
-    assert trigger.quantity == _packs(116 * _surge_windows(0.1)) == 690
+    assert trigger.quantity == _packs(116 * _surge_windows(0.1, 0.1)) == 40
 
 
-def test_the_surge_half_life_is_a_policy_setting(make_engine: Callable[..., Engine]) -> None:
-    short = make_engine(_policy_with_half_life(0.05))
-    _steady(short, "A", ("east",))
-    (trigger,) = _surge(short, "A", {"east": 60})
-    # h = 3 min: 0.05 / ln 2 x (1 - 2^-2) h = 3.246 windows: 100 x 3.246 = 324.6 -> 330.
-    assert trigger.quantity == _packs(100 * _surge_windows(0.1, 0.05)) == 330
-    flat = make_engine(_policy_with_half_life(1e6))
-    _steady(flat, "A", ("east",))
-    (trigger,) = _surge(flat, "A", {"east": 60})
-    assert trigger.quantity == 600  # no decay: 100 a window for all 6 windows of the lead time
+def test_the_hours_a_surge_order_covers_after_arrival_are_a_policy_setting(
+    make_engine: Callable[..., Engine],
+) -> None:
+    none_after = make_engine(_policy_with_cover(0))
+    _steady(none_after, "A", ("east",))
+    (trigger,) = _surge(none_after, "A", {"east": 60})
+    # Only the lead time's excess, weighted by the odds the surge is still on: 0.0987
+    # windows -> 9.9 -> the minimum order of 10.
+    assert trigger.quantity == _packs(100 * _surge_windows(0.5, 0.1, 0)) == 10
+    a_day = make_engine(_policy_with_cover(24))
+    _steady(a_day, "A", ("east",))
+    (trigger,) = _surge(a_day, "A", {"east": 60})
+    assert trigger.quantity == _packs(100 * _surge_windows(0.5, 0.1, 24)) == 290
+
+
+def test_a_retired_policy_setting_names_its_replacement() -> None:
+    from app.core.policy import PolicyError, parse_policy
+
+    with pytest.raises(PolicyError, match=r"surge_half_life_hours.*sized by their age"):
+        parse_policy("defaults: {surge_half_life_hours: 2}\n", path="old.yaml")
 
 
 def test_stock_in_flight_is_subtracted(make_engine: Callable[..., Engine]) -> None:
@@ -127,31 +146,29 @@ def test_stock_in_flight_is_subtracted(make_engine: Callable[..., Engine]) -> No
     planned = engine.place_first_tier(
         "A",
         TriggerReason.PRE_WARM,
-        250,
+        100,
         window_start=SURGE_WINDOW,
         region="east",
         at_ms=SURGE_WINDOW,
     )
-    assert planned is not None and planned.quantity == 250 and planned.warehouse == "WH-east"
+    assert planned is not None and planned.quantity == 100 and planned.warehouse == "WH-east"
     (trigger,) = _surge(engine, "A", {"east": 60})
-    assert (trigger.quantity, trigger.capped_by_capacity) == (590 - 250, False)
-    assert "after 250 in flight" in trigger.explanation
+    assert (trigger.quantity, trigger.capped_by_capacity) == (160 - 100, False)
+    assert "after 100 in flight" in trigger.explanation
     # Once the lead time has passed the pre-warm stock is no longer in flight.
     assert engine.ledger("A") is not None
-    assert engine.ledger("A").in_flight("WH-east", SURGE_WINDOW + 6 * MINUTE) == 340  # type: ignore[union-attr]
+    assert engine.ledger("A").in_flight("WH-east", SURGE_WINDOW + 6 * MINUTE) == 60  # type: ignore[union-attr]
 
 
 def test_supplier_capacity_within_the_lead_time_clamps_the_order(
     make_engine: Callable[..., Engine],
 ) -> None:
-    engine = make_engine()
-    _steady(engine, "SLOW-1", ("east",))
-    (trigger,) = _surge(engine, "SLOW-1", {"east": 60})
-    # 100 excess a window x 151.5 windows (6 h lead time, 2 h half-life: 2.525 h) = 15,148
-    # -> max order 5,000 -> capacity 4,800/day x 6 h = 1,200.
-    assert 100 * _surge_windows(6) > 5_000
-    assert (trigger.quantity, trigger.capped_by_capacity) == (1_200, True)
-    assert trigger.supplier == "S-slow" and trigger.lead_time_hours == 6
+    engine = make_engine(_policy_with_cover(2, capacity_per_day=24_000))
+    _steady(engine, "A", ("east",))
+    (trigger,) = _surge(engine, "A", {"east": 60})
+    # 160 needed (as above); S-12 ships 24,000 a day here: 100 within its 0.1 h lead time.
+    assert (trigger.quantity, trigger.capped_by_capacity) == (100, True)
+    assert trigger.supplier == "S-12" and trigger.lead_time_hours == 0.1
     assert "capped by supplier capacity" in trigger.explanation
 
 
@@ -161,9 +178,9 @@ def test_a_surge_in_one_region_goes_to_that_regions_warehouse(
     engine = make_engine()
     _steady(engine, "B", ("east", "west"))
     (trigger,) = _surge(engine, "B", {"east": 40})
-    # East: 80 a window vs 20 -> 60 x 5.897 = 353.8 -> 360.
-    assert _packs(60 * _surge_windows(0.1)) == 360
-    assert (trigger.region, trigger.warehouse, trigger.quantity) == ("east", "WH-east", 360)
+    # East: 80 a window vs 20 -> 60 x 1.583 = 95.0 -> 100.
+    assert _packs(60 * _surge_windows(0.5, 0.1)) == 100
+    assert (trigger.region, trigger.warehouse, trigger.quantity) == ("east", "WH-east", 100)
 
 
 def test_a_surge_in_several_regions_goes_to_the_central_warehouse(
@@ -172,9 +189,9 @@ def test_a_surge_in_several_regions_goes_to_the_central_warehouse(
     engine = make_engine()
     _steady(engine, "B", ("east", "west"))
     (trigger,) = _surge(engine, "B", {"east": 40, "west": 40})
-    # All regions: 160 a window vs 40 -> 120 x 5.897 = 707.7 -> 710.
+    # All regions: 160 a window vs 40 -> 120 x 1.583 = 189.9 -> 190.
     assert (trigger.region, trigger.warehouse) == ("east+west", "WH-central")
-    assert (trigger.observed, trigger.forecast, trigger.quantity) == (80, 20, 710)
+    assert (trigger.observed, trigger.forecast, trigger.quantity) == (80, 20, 190)
     assert "in east and west since" in trigger.explanation
 
 
@@ -216,3 +233,61 @@ def test_a_pre_warm_can_stay_in_flight_until_its_event_ends(
     assert ledger.in_flight("WH-central", T0 + 6 * 60 * MINUTE) == 410  # held past arrival
     assert ledger.in_flight("WH-central", event_end - 1) == 410
     assert ledger.in_flight("WH-central", event_end) == 0
+
+
+def test_a_later_trigger_of_the_same_surge_is_netted_of_what_the_first_bought(
+    make_engine: Callable[..., Engine],
+) -> None:
+    policy = _policy_with_cover(2, capacity_per_day=2_000_000).replace(
+        "max_order: 5000,", "max_order: 5000, cooldown_minutes: 10,"
+    )
+    engine = make_engine(policy)
+    _steady(engine, "A", ("east",))
+    (first,) = _surge(engine, "A", {"east": 60})
+    assert first.quantity == 160
+    ledger = engine.ledger("A")
+    assert ledger is not None and ledger.surge_stock(engine.clock_ms) == 160
+    # The surge window closes with 60 sold against 20 expected: its excess of 40 comes off
+    # the account. Ten ordinary windows follow (no excess, nothing used); the first order
+    # arrived after its 6-minute lead time, so nothing is in flight any more.
+    for w in range(11, 22):
+        engine.process(
+            [
+                OrderEvent(
+                    T0 + w * MINUTE + i * 2_000, "A", f"n{w}-{i}", OrderStatus.PAID, region="east"
+                )
+                for i in range(20)
+            ]
+        )
+    assert ledger.surge_stock(engine.clock_ms) == 120
+    assert engine.in_flight("A", "WH-east") == 0
+    again = T0 + 22 * MINUTE
+    batch = [
+        OrderEvent(again + 30_000 * i // 59, "A", f"t{i}", OrderStatus.PAID, region="east")
+        for i in range(60)
+    ]
+    (second,) = engine.process(batch).triggers
+    # Twelve minutes after the first trigger the surge is older, so its excess rate is
+    # ordered for longer (age 0.5 + 12 windows); the 120 still unsold come off.
+    rate = (second.observed - second.forecast) / 0.5
+    assert second.quantity == _packs(rate * _surge_windows(12.5, 0.1) - 120)
+    assert second.quantity > first.quantity
+    assert "after 120 ordered for this surge and not yet sold" in second.explanation
+
+
+def test_a_ledger_snapshotted_before_the_surge_account_loads_with_an_empty_account() -> None:
+    import pickle
+
+    from app.core.ledger import Ledger
+
+    old = Ledger()
+    old.record(
+        "t1", "order_surge", "WH-east", 50, "second", at_ms=0, cooldown_ms=10, lead_time_ms=10
+    )
+    state = {name: getattr(old, name) for name in ("cooldown_until", "orders", "recent")}
+    state |= {"backlog_order_ids": [], "backlog_failed_orders": 0}
+    restored = Ledger.__new__(Ledger)
+    restored.__setstate__((None, state))  # what pickle hands over for the five old slots
+    assert restored.surge_stock(0) == 0.0 and restored.surge_age(0) == 0
+    assert restored.in_flight("WH-east", 5) == 50
+    assert pickle.loads(pickle.dumps(restored)).in_flight("WH-east", 5) == 50

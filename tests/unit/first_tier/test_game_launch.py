@@ -98,7 +98,7 @@ def _launch_calendar() -> Calendar:
     return calendar
 
 
-def test_a_launch_gets_one_pre_warm_72_hours_ahead_and_a_smaller_surge_order() -> None:
+def test_a_launch_gets_one_pre_warm_72_hours_ahead_which_covers_its_first_surge() -> None:
     without = _replay(_launch_log(), Calendar(), FirstTierPlanner(), _engine())
     with_calendar = _replay(_launch_log(), _launch_calendar(), FirstTierPlanner(), _engine())
 
@@ -120,20 +120,19 @@ def test_a_launch_gets_one_pre_warm_72_hours_ahead_and_a_smaller_surge_order() -
         "ordering 1260 from S-7 to WH-central, lead time 2 h"
     )
 
-    def surge(triggers: list[Trigger]) -> Trigger:
-        [found] = [t for t in triggers if t.tier is Tier.SECOND]
-        assert found.reason is TriggerReason.ORDER_SURGE
-        assert found.window_start == LAUNCH
-        return found
-
-    # 200 orders in half a window vs 10 expected: 380 a window above the forecast, decaying
-    # with the default 2 h half-life over the 2 h lead time: 2 / ln 2 x (1 - 2^-1) h =
-    # 5.771 windows -> 2192.9 units -> 2200 in packs of 10 (see app.core.engine).
-    excess = 380 * 2 / math.log(2) * (1 - 2**-1) * 4
-    assert surge(without).quantity == math.ceil(excess / 10) * 10 == 2200
-    # The pre-warm's 1260 units are earmarked for the launch: still counted in flight.
-    assert surge(with_calendar).quantity == math.ceil((excess - 1260) / 10) * 10 == 940
-    assert surge(with_calendar).explanation.endswith(", after 1260 in flight")
+    [found] = [t for t in without if t.tier is Tier.SECOND]
+    assert found.reason is TriggerReason.ORDER_SURGE
+    assert found.window_start == LAUNCH
+    # 200 orders in half a window vs 10 expected: 380 a window above the forecast. The
+    # surge is half a window (0.125 h) old, the lead time 2 h, the cover after arrival 2 h:
+    # 0.125 ln(17) x 0.125 / 2.125 + 0.125 ln(4.125 / 2.125) = 0.1038 h = 0.415 windows
+    # -> 157.8 units -> 160 in packs of 10 (app.core.sizing.surge_hours_ahead).
+    a = 0.125
+    hours = a * math.log((a + 2) / a) * a / (a + 2) + a * math.log((a + 4) / (a + 2))
+    assert found.quantity == math.ceil(380 * hours * 4 / 10) * 10 == 160
+    # The pre-warm's 1260 units are earmarked for the launch and still in flight: they
+    # cover that surge, so no second-tier order goes out.
+    assert [t for t in with_calendar if t.tier is Tier.SECOND] == []
 
 
 def test_the_pre_warm_is_the_same_decision_however_the_log_is_batched() -> None:
