@@ -171,7 +171,7 @@ def order_words(
     lead time 6 h
     after 100 in flight
     capped by supplier capacity
-    >>> order_words(40, Supplier("S-12", 6, 2400), "WH-east", 0, False, unused=25)[-45:]
+    >>> order_words(40, Supplier("S-12", 6, 2400), "WH-east", 0, False, unused=25).split(", ")[-1]
     'after 25 ordered for this surge and not yet sold'
     """
     if unused > in_flight:
