@@ -147,12 +147,13 @@ _DEFAULTS = Overrides(
     surge_cover_hours=2.0,
 )
 # Searches are the earliest and noisiest signal: the highest margin. The leading signals'
-# volume floors count distinct shoppers (8 searching, 6 adding to cart within the live
+# volume floors count distinct shoppers (5 searching, 6 adding to cart within the live
 # span) and their evidence bar is looser than orders': they are the ones that can fire
 # before orders rise, and on the planted-truth scenarios (docs/DECISIONS.md) the old
-# floors of 50 and 20 kept most long-tail launches silent until orders had already risen.
+# floors of 50 and 20 kept most long-tail launches silent until orders had already risen
+# (then 8 searching shoppers still held back launches and regional surges of small SKUs).
 _SIGNAL_DEFAULTS: dict[Signal, Overrides] = {
-    Signal.SEARCH: Overrides(margin=0.5, min_volume=8.0, evidence=1e-5, units_per_event=0.05),
+    Signal.SEARCH: Overrides(margin=0.5, min_volume=5.0, evidence=1e-5, units_per_event=0.05),
     Signal.CART_ADD: Overrides(margin=0.3, min_volume=6.0, evidence=1e-5, units_per_event=0.5),
     Signal.ORDER: Overrides(margin=0.3, min_volume=10.0, evidence=2e-6, units_per_event=1.0),
 }
