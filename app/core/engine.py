@@ -59,6 +59,7 @@ from app.core.state import EngineConfig, SkuState, StepResult
 from app.core.triggers import (
     FIRST_TIER_REASONS,
     SURGE_REASON,
+    SURGE_REASONS,
     new_trigger,
     order_words,
     stockout_explanation,
@@ -908,10 +909,11 @@ class Engine:
 
     def _use_surge_stock(self, sku: str, series: Series, excess: float) -> None:
         """A closed order window's excess over its baseline uses the SKU's surge stock."""
+        if excess <= 0.0:
+            return
         state = self._skus.get(sku)
         if (
-            excess > 0.0
-            and state is not None
+            state is not None
             and state.ledger is not None
             and state.ledger.surge_units > 0.0
             and series is state.whole(_ORDER)
@@ -1331,7 +1333,6 @@ class Engine:
             first_event_at=last_ts,
         )
         self._record(state, trigger, terms, self._clock)
-        ledger.add_surge(quantity, at_ms=self._clock, memory_ms=self._surge_memory_ms)
         result.triggers.append(trigger)
 
     def _decide_stockout(
@@ -1410,7 +1411,8 @@ class Engine:
         *,
         hold_until_ms: int | None = None,
     ) -> None:
-        """The single place a decision enters the ledger (cooldown + in flight)."""
+        """The single place a decision enters the ledger (cooldown, in flight, and for a
+        surge the SKU's surge account)."""
         lead_time_ms = round(terms.supplier.lead_time_hours * HOUR_MS)
         if hold_until_ms is not None:
             lead_time_ms = max(lead_time_ms, hold_until_ms - at_ms)
@@ -1425,6 +1427,8 @@ class Engine:
             cooldown_ms=terms.cooldown_ms,
             lead_time_ms=lead_time_ms,
         )
+        if trigger.reason in SURGE_REASONS:
+            ledger.add_surge(trigger.quantity, at_ms=at_ms, memory_ms=self._surge_memory_ms)
         ledger.expire(at_ms)
 
 

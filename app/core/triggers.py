@@ -15,6 +15,7 @@ SURGE_REASON = {
     Signal.CART_ADD: TriggerReason.CART_SURGE,
     Signal.ORDER: TriggerReason.ORDER_SURGE,
 }
+SURGE_REASONS = frozenset(SURGE_REASON.values())
 SIGNAL_WORDS = {Signal.SEARCH: "searches", Signal.CART_ADD: "cart adds", Signal.ORDER: "orders"}
 
 
@@ -174,14 +175,12 @@ def order_words(
     >>> order_words(40, Supplier("S-12", 6, 2400), "WH-east", 0, False, unused=25).split(", ")[-1]
     'after 25 ordered for this surge and not yet sold'
     """
+    if quantity <= 0:
+        return f"{in_flight} already in flight to {warehouse} covers it"
     if unused > in_flight:
         held = f"{unused} ordered for this surge and not yet sold"
-    elif quantity <= 0:
-        return f"{in_flight} already in flight to {warehouse} covers it"
     else:
         held = f"{in_flight} in flight"
-    if quantity <= 0:
-        return f"{held} covers it"
     return (
         f"ordering {quantity} from {supplier.name} to {warehouse}, "
         f"lead time {supplier.lead_time_hours:g} h"

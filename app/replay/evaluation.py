@@ -32,6 +32,7 @@ import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from app.core.triggers import SURGE_REASONS
 from app.core.units import DAY_MS, HOUR_MS
 from app.events import Tier, Trigger, TriggerReason
 from app.replay.inventory import (
@@ -63,9 +64,6 @@ POLICY_LABELS = {
     TRIGGERS_ONLY: "triggers only",
 }
 
-SURGE_REASONS = frozenset(
-    {TriggerReason.ORDER_SURGE, TriggerReason.CART_SURGE, TriggerReason.SEARCH_SURGE}
-)
 LEADING_REASONS = frozenset({TriggerReason.CART_SURGE, TriggerReason.SEARCH_SURGE})
 
 #: ``(sku, category) -> (lead_time_hours, pack_size, safety_z)`` from the policy.

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from app.core import Policy
+from app.core.triggers import SURGE_REASONS
 from app.events import Tier, Trigger, TriggerReason
 from app.events.codec import iso_ms
 from app.replay import evaluation, html_report, plots, truth
@@ -22,7 +23,6 @@ from app.replay.accuracy import ForecastAccuracy
 from app.replay.evaluation import (
     ENGINE,
     POLICY_LABELS,
-    SURGE_REASONS,
     InventoryComparison,
     LeadEpisode,
     best_policy,

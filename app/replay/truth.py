@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from app.core.triggers import SURGE_REASONS
 from app.core.units import DAY_MS, HOUR_MS, MINUTE_MS
 from app.events import Tier, Trigger, TriggerReason
 from app.replay.inventory import (
@@ -54,9 +55,6 @@ from app.replay.inventory import (
 TRUTH_VERSION = 1
 SURGE_KINDS = ("launch", "regional", "flash")
 DECOY_KINDS = ("slow_trend", "category_weekend", "single_shopper", "bot")
-SURGE_REASONS = frozenset(
-    {TriggerReason.SEARCH_SURGE, TriggerReason.CART_SURGE, TriggerReason.ORDER_SURGE}
-)
 #: A surge trigger this close to a planted surge (before its start or after its end) is
 #: not a false alarm.
 DEFAULT_TOLERANCE_MS = HOUR_MS
