@@ -1303,13 +1303,15 @@ class Engine:
         if quantity <= 0:
             result.suppressed += 1
             return
-        since = start - length if seen.span > 1.0 else start
+        # The span the evidence was counted over: its whole windows before this one, and
+        # where (the region routed to may differ: the whole SKU or several regions fired).
+        since = start - math.ceil(seen.span - 1.0) * length
         text = surge_explanation(
             signal=signal,
             observed=round(seen.observed, 1),
             expected=seen.expected,
             shoppers=seen.shoppers,
-            region=region,
+            region=seen.region,
             since_ms=since,
             order=order_words(quantity, supplier, warehouse, in_flight, capped, unused=unused),
         )

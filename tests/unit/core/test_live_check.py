@@ -217,3 +217,39 @@ def test_a_surge_window_passed_over_by_a_late_batch_is_checked_before_it_closes(
         50,
         TriggerReason.ORDER_SURGE,
     )
+
+
+def test_a_slow_surge_is_explained_over_the_span_and_the_regions_that_proved_it(
+    make_engine: Callable[..., Engine],
+) -> None:
+    """+60 % in both regions: no single region nor a short span has the evidence; the
+    whole SKU's four-window span does, and the explanation says so (not "since" the last
+    window, not "in" the region the stock is routed to)."""
+    engine = make_engine()
+    for w in range(30):  # 20 orders a minute in each of east and west
+        start = T0 + w * MINUTE
+        engine.process(
+            _orders("A", start, 20, f"e{w}") + _orders("A", start + 7, 20, f"w{w}", "west")
+        )
+    triggers = []
+    for w in range(30, 34):  # 32 a minute in each, spread over the minute
+        start = T0 + w * MINUTE
+        batch = [
+            OrderEvent(
+                start + i * 1_800 + offset,
+                "A",
+                f"s{region}{w}-{i}",
+                OrderStatus.PAID,
+                region=region,
+            )
+            for i in range(32)
+            for region, offset in (("east", 0), ("west", 7))
+        ]
+        triggers += engine.process(batch).triggers
+    assert len(triggers) == 1
+    trigger = triggers[0]
+    assert trigger.window_start == T0 + 33 * MINUTE  # the fourth surging minute
+    assert trigger.region == "east+west" and trigger.warehouse == "WH-central"
+    # 22:30 is the first of the four windows (T0 is 22:00 UTC); 4 x 64 orders.
+    assert "orders 256 vs " in trigger.explanation
+    assert "from 256 shoppers in all regions since 22:30;" in trigger.explanation

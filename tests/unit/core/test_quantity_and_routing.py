@@ -192,7 +192,8 @@ def test_a_surge_in_several_regions_goes_to_the_central_warehouse(
     # All regions: 160 a window vs 40 -> 120 x 1.583 = 189.9 -> 190.
     assert (trigger.region, trigger.warehouse) == ("east+west", "WH-central")
     assert (trigger.observed, trigger.forecast, trigger.quantity) == (80, 20, 190)
-    assert "in east and west since" in trigger.explanation
+    # Counted over the whole SKU (every region it sells in), routed to the central one.
+    assert "from 80 shoppers in all regions since" in trigger.explanation
 
 
 def test_first_tier_respects_its_own_cooldown(make_engine: Callable[..., Engine]) -> None:
