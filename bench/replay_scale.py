@@ -21,14 +21,19 @@ cart adds and orders. On that file, in the same run:
   minus grace) crosses a window end during it.
 
 Then two probes in fresh processes, with every catalogue SKU known: one event for each
-SKU in a first window, then 12 windows (1 h) without events for them (``idle``), then
-12 windows in which 2,000 other SKUs each get 4 searches, a cart add and an order in one
-region (``active``). Each window boundary is one timed ``advance`` call. The timing probe
-runs plain (RSS); the memory probe runs the same steps under ``tracemalloc``: bytes per
-idle SKU = traced growth over the idle phase / catalogue size, bytes per active series
-(one SKU in one region, all three signals) = traced growth over the active phase / 2,000.
+SKU in a first window, then 12 windows (1 h) without events for them (``recent``: their
+one window is still inside the longest live span), then more idle windows until that span
+has passed and no close is left waiting (``idle``), then 12 windows in which 2,000 other
+SKUs each get 4 searches, a cart add and an order in one region (``active``). The clock
+moves in timed ``advance`` calls ten times a window, the replay's cadence (a batch is at
+most a tenth of a window), so the engine's close budget spreads a boundary as it does in
+a replay or the worker. The timing probe runs plain (RSS); the memory probe runs the same
+steps under ``tracemalloc``: bytes per recent / idle SKU = traced growth from the start to
+the end of that phase / catalogue size, bytes per active series (one SKU in one region,
+all three signals) = traced growth over the active phase / 2,000.
 
-Every child has ``--time-limit`` seconds (per size and step); one that runs over stops at
+Every child has ``--time-limit`` seconds (per size and step; the memory probe three times
+that, for tracemalloc's cost); one that runs over stops at
 its next engine call (or is killed ``grace`` later) and is reported as not finished with
 the events done. The figures go to ``bench/results/replay_scale.json`` (when run by name)
 and under the key ``replay_scale`` of ``bench/results/latest.json``.
@@ -98,9 +103,15 @@ GRACE_MS = 60_000
 # -- the probes ------------------------------------------------------------------------
 
 IDLE_WINDOWS = 12
+#: At most this many more idle windows for the live span to pass and the closes to end.
+SETTLE_WINDOWS = 48
+#: Engine calls per window of shop time in the probes (the replay's batches: a tenth).
+CALLS_PER_WINDOW = 10
 ACTIVE_SKUS = 2_000
 ACTIVE_WINDOWS = 12
 PROBE_BATCH = 1_000
+#: The memory probe runs under tracemalloc, about this many times slower: its time limit.
+TRACE_SLOWDOWN = 3
 #: A child prints its figures at least this often (seconds), so a killed one leaves them.
 PROGRESS_EVERY_S = 1.0
 
@@ -299,6 +310,7 @@ class TimedEngine:
         self.max_boundary_s = 0.0
         self.max_inner_s = 0.0  # calls that cross no boundary
         self.last_boundary_s = 0.0
+        self.last_call_s = 0.0
         self.clock = _NO_CLOCK
         self._reported = time.perf_counter()
 
@@ -317,6 +329,7 @@ class TimedEngine:
         self.events += events
         self.calls += 1
         self.max_call_s = max(self.max_call_s, seconds)
+        self.last_call_s = seconds
         if started and self._window(self.clock) != before:
             self.boundary_calls += 1
             self.last_boundary_s = seconds
@@ -461,13 +474,31 @@ def child_probe(catalogue: int, limit_s: float, trace: bool) -> None:
         if batch:
             timed.process(batch)
         figures["known_bytes_per_sku"] = round((_measure(trace) - start) / catalogue)
-        # Idle: IDLE_WINDOWS boundaries, no events.
-        figures["phase"] = "idle"
-        idle_ms: list[float] = []
-        for window in range(1, IDLE_WINDOWS + 1):
-            timed.advance(t0 + window * WINDOW_MS)
-            idle_ms.append(round(timed.last_boundary_s * 1000, 2))
+        # Recent, then idle: no events; the clock moves CALLS_PER_WINDOW times a window.
+        figures["phase"] = "recent"
+        idle_ms: list[float] = []  # the longest call of each window
+
+        def idle_window(window: int) -> None:
+            longest = 0.0
+            for step in range(1, CALLS_PER_WINDOW + 1):
+                timed.advance(t0 + (window - 1) * WINDOW_MS + step * WINDOW_MS // CALLS_PER_WINDOW)
+                longest = max(longest, timed.last_call_s)
+            idle_ms.append(round(longest * 1000, 2))
             figures["idle_boundary_ms"] = idle_ms
+
+        for window in range(1, IDLE_WINDOWS + 1):
+            idle_window(window)
+        figures["recent_bytes_per_sku"] = round((_measure(trace) - start) / catalogue)
+        report()
+        figures["phase"] = "idle"
+        span_passed = timed.engine.config.span_lengths()[-1] + 2
+        window = IDLE_WINDOWS
+        while window < IDLE_WINDOWS + SETTLE_WINDOWS and (
+            window < span_passed or timed.engine.closing
+        ):
+            window += 1
+            idle_window(window)
+        figures["idle_windows"] = window
         idle_end = _measure(trace)
         figures["idle_bytes_per_sku"] = round((idle_end - start) / catalogue)
         report()
@@ -475,10 +506,13 @@ def child_probe(catalogue: int, limit_s: float, trace: bool) -> None:
         figures["phase"] = "active"
         active_ms: list[float] = []
         for step in range(ACTIVE_WINDOWS):
-            base = t0 + (IDLE_WINDOWS + step) * WINDOW_MS
+            base = t0 + (window + step) * WINDOW_MS
             if step:
-                timed.advance(base)
-                active_ms.append(round(timed.last_boundary_s * 1000, 2))
+                longest = 0.0
+                for part in range(1, CALLS_PER_WINDOW + 1):
+                    timed.advance(base - WINDOW_MS + part * WINDOW_MS // CALLS_PER_WINDOW)
+                    longest = max(longest, timed.last_call_s)
+                active_ms.append(round(longest * 1000, 2))
                 figures["active_boundary_ms"] = active_ms
             batch = []
             for j in range(ACTIVE_SKUS):
@@ -551,11 +585,14 @@ def measure_size(
     bare_runs.append(bare_count(path))
     bare = max(bare_runs, key=lambda run: run["eps"])
     probes: dict[str, dict[str, Any]] = {}
-    for label, extra in (("timing", []), ("memory", ["--trace"])):
-        say(f"{NAME}: {catalogue:,} SKUs: {label} probe (≤ {limit_s:.0f} s)")
+    for label, extra, limit in (
+        ("timing", [], limit_s),
+        ("memory", ["--trace"], limit_s * TRACE_SLOWDOWN),
+    ):
+        say(f"{NAME}: {catalogue:,} SKUs: {label} probe (≤ {limit:.0f} s)")
         probes[label] = _run_child(
-            ["--child", "probe", "--size", str(catalogue), "--time-limit", str(limit_s), *extra],
-            limit_s,
+            ["--child", "probe", "--size", str(catalogue), "--time-limit", str(limit), *extra],
+            limit,
             scratch / f"probe-{label}-{catalogue}.log",
             "probe",
         )
@@ -588,6 +625,8 @@ def measure_size(
     )
     row["first_close_ms_all_known"] = (timing.get("idle_boundary_ms") or [None])[0]
     row["idle_bytes_per_sku"] = memory.get("idle_bytes_per_sku")
+    row["recent_bytes_per_sku"] = memory.get("recent_bytes_per_sku")
+    row["idle_windows"] = memory.get("idle_windows")
     row["active_bytes_per_series"] = memory.get("active_bytes_per_series")
     row["rss_idle_bytes_per_sku"] = timing.get("idle_bytes_per_sku")
     row["rss_active_bytes_per_series"] = timing.get("active_bytes_per_series")
@@ -640,7 +679,7 @@ def run(
         "max call ms",
         "max boundary ms",
         "boundary ms, all known: idle / busy",
-        "idle B/SKU",
+        "B/SKU: recent / idle",
         "active B/series",
         "note",
     )
@@ -660,7 +699,7 @@ def run(
                 _fmt(replay.get("max_boundary_ms"), 1),
                 f"{_fmt(row['idle_boundary_ms_all_known'], 1)} / "
                 f"{_fmt(row['boundary_ms_all_known'], 1)}",
-                _fmt(row["idle_bytes_per_sku"]),
+                f"{_fmt(row['recent_bytes_per_sku'])} / {_fmt(row['idle_bytes_per_sku'])}",
                 _fmt(row["active_bytes_per_series"]),
                 "" if row["finished"] else row["why"],
             )
@@ -702,6 +741,7 @@ def run(
             "boundary_ms_all_known": row["boundary_ms_all_known"],
             "idle_boundary_ms_all_known": row["idle_boundary_ms_all_known"],
             "idle_bytes_per_sku": row["idle_bytes_per_sku"],
+            "recent_bytes_per_sku": row["recent_bytes_per_sku"],
             "active_bytes_per_series": row["active_bytes_per_series"],
             "finished": row["finished"],
             **({"why": row["why"]} if not row["finished"] else {}),
