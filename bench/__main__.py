@@ -51,6 +51,10 @@ BENCHMARKS: dict[str, tuple[Runner, bool]] = {
     "replay_scale": (lambda b, a: replay_scale.run(*_replay_scale_options(a)), False),
 }
 
+#: Run by name only: window_close compares with the v1 core, whose forecasts differ since
+#: core v2 (it exits 1 when they do), so it is not a figure of a full run any more.
+BY_NAME_ONLY = frozenset({"window_close"})
+
 # Headline keys of latest.json and the benchmark that measures each.
 HEADLINES: dict[str, str] = {
     "ceiling_eps": "throughput",
@@ -189,7 +193,7 @@ def merge(results: dict[str, dict[str, Any]], why: dict[str, str]) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    names = args.names or list(BENCHMARKS)
+    names = args.names or [name for name in BENCHMARKS if name not in BY_NAME_ONLY]
     full_run = not args.names
     needs_broker = any(BENCHMARKS[name][1] for name in names)
     results: dict[str, dict[str, Any]] = {}
