@@ -593,6 +593,7 @@ class Engine:
             raise ValueError(f"not a snapshot of SKU {sku!r}")
         self._skus[sku] = state
         for (region, index), series in state.series.items():
+            self._adopt(series)
             self._reschedule(series, (sku, region, index))
         self._note_expiry(sku, state.last_event_at)
 
@@ -621,7 +622,14 @@ class Engine:
         self._season.load(shared["season"])
         self._categories = shared["categories"]
         for (category, index), series in self._categories.items():
+            self._adopt(series)
             self._reschedule(series, (None, category, index))
+
+    def _adopt(self, series: Series) -> None:
+        """Closed windows of a snapshot taken before :attr:`Live.ring` move into one."""
+        live = series.live
+        if live is not None and live.legacy is not None:
+            live.adopt(slots=self._span_lengths[-1], window_ms=self.config.window_ms)
 
     # ------------------------------------------------------------------ counting and closing
 
@@ -876,7 +884,8 @@ class Engine:
                     cell.last_ts,
                     cell.distinct(),
                 ),
-                keep_from=start - (self._span_lengths[-1] - 1) * length,
+                slots=self._span_lengths[-1],
+                window_ms=length,
             )
             live.surging = False
             result.windows_closed += 1
@@ -1448,7 +1457,7 @@ def _units_at(series: Series, start: int) -> float:
     cell = live.cells.get(start)
     if cell is not None:
         return cell.units
-    window = live.closed.get(start)
+    window = live.closed(start)
     return 0.0 if window is None else window.units
 
 

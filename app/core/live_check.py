@@ -26,7 +26,7 @@ from typing import NamedTuple
 from app.core.evidence import upper_tail
 from app.core.policy import Thresholds
 from app.core.series import Series
-from app.core.windows import Live
+from app.core.windows import CLOSED_FIELDS, Live
 
 
 class SpanVolume(NamedTuple):
@@ -170,18 +170,23 @@ def span_volumes(
     factor = season(start)
     expected = level * factor * elapsed
     effective = units = 0.0
-    shoppers = 0
-    first, last = 2**62, -(2**62)
+    # Sums of counts and event times stay exact as floats (below 2^53): the ring's type.
+    shoppers: float = 0
+    first: float = 2**62
+    last: float = -(2**62)
     cells = live.cells if live is not None else {}
-    closed = live.closed if live is not None else {}
+    # Kept closed windows: a flat ring, CLOSED_FIELDS doubles a window (see Live).
+    ring = live.ring if live is not None else None
+    slots = len(ring) // CLOSED_FIELDS if ring is not None else 0
     cell = cells.get(start)
     if cell is not None:
         effective, units, shoppers = cell.effective(), cell.units, cell.distinct()
         first, last = cell.first_ts, cell.last_ts
-    elif (done := closed.get(start)) is not None:  # judged after its window closed
-        effective, units, shoppers = done.effective, done.units, done.shoppers
-        expected = done.expected * elapsed
-        first, last = done.first_ts, done.last_ts
+    elif ring is not None and ring[at := start // window_ms % slots * CLOSED_FIELDS] == start:
+        # judged after its window closed
+        effective, units, shoppers = ring[at + 1], ring[at + 2], ring[at + 6]
+        expected = ring[at + 3] * elapsed
+        first, last = ring[at + 4], ring[at + 5]
     out: list[SpanVolume] = []
     per_window = level * factor
     back = 1
@@ -198,13 +203,15 @@ def span_volumes(
                 shoppers += cell.distinct()
                 first, last = min(first, cell.first_ts), max(last, cell.last_ts)
                 continue
-            window = closed.get(at)
-            if window is not None:
-                expected += window.expected
-                effective += window.effective
-                units += window.units
-                shoppers += window.shoppers
-                first, last = min(first, window.first_ts), max(last, window.last_ts)
+            if ring is not None and ring[slot := at // window_ms % slots * CLOSED_FIELDS] == at:
+                expected += ring[slot + 3]
+                effective += ring[slot + 1]
+                units += ring[slot + 2]
+                shoppers += ring[slot + 6]
+                if (edge := ring[slot + 4]) < first:
+                    first = edge
+                if (edge := ring[slot + 5]) > last:
+                    last = edge
             else:  # nothing sold in that window: only its expectation counts
                 expected += level * season(at)
         out.append(
@@ -213,9 +220,9 @@ def span_volumes(
                 units,
                 expected,
                 min(windows, reach) - 1 + elapsed,
-                shoppers,
+                int(shoppers),
                 per_window,
-                max(last - first, 0),
+                int(max(last - first, 0)),
             )
         )
     return out
@@ -228,17 +235,16 @@ def span_units(live: Live, start: int, window_ms: int, windows: int) -> float:
     >>> span_units(Live(), 600, 300, 3)
     0.0
     """
-    cells, closed = live.cells, live.closed
+    cells, ring = live.cells, live.ring
+    slots = len(ring) // CLOSED_FIELDS if ring is not None else 0
     units = 0.0
     for back in range(windows):  # the window at ``start`` included, open or closed
         at = start - back * window_ms
         cell = cells.get(at)
         if cell is not None:
             units += cell.units
-            continue
-        window = closed.get(at)
-        if window is not None:
-            units += window.units
+        elif ring is not None and ring[slot := at // window_ms % slots * CLOSED_FIELDS] == at:
+            units += ring[slot + 2]
     return units
 
 

@@ -14,6 +14,7 @@ fell on it.
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -88,30 +89,117 @@ class Closed(NamedTuple):
     shoppers: int
 
 
+#: Doubles per closed window in :attr:`Live.ring`: its start, then the :class:`Closed` fields.
+CLOSED_FIELDS = 1 + len(Closed._fields)
+_EMPTY_SLOT = (-1.0,) + (0.0,) * (CLOSED_FIELDS - 1)
+
+
 @dataclass(slots=True)
 class Live:
     """An active series' open windows and its last closed windows (for the live spans).
 
-    ``closed`` holds windows that had events, by start, at most the longest live span
-    back; empty windows are not stored (their volume is 0 and their expectation is
-    computed). The object is dropped once the longest span has passed its last event.
+    The closed windows that had events, at most the longest live span back, are kept in
+    ``ring``: one slot of :data:`CLOSED_FIELDS` doubles per window, a window at slot
+    ``(start // window_ms) % slots`` (a single slot until a second window must be kept).
+    A slot whose start is not the one looked up is empty (a window with no events is not
+    stored: its volume is 0 and its expectation is computed), so a window older than the
+    span is never found, whether overwritten or not. Event times and window starts are
+    exact as doubles (below 2^53). A flat array of doubles instead of a dictionary of
+    tuples of boxed numbers: about 60 instead of about 350 bytes a window. The object is
+    dropped once the longest span has passed its last event.
+
+    >>> live = Live()
+    >>> live.remember(600, Closed(2.0, 3.0, 1.5, 610, 690, 2), slots=3, window_ms=100)
+    >>> live.closed(600)
+    Closed(effective=2.0, units=3.0, expected=1.5, first_ts=610, last_ts=690, shoppers=2)
+    >>> live.remember(700, Closed(1.0, 1.0, 1.5, 720, 730, 1), slots=3, window_ms=100)
+    >>> live.closed(600).units, live.closed(700).units, live.closed(900)  # 900: 600's slot
+    (3.0, 1.0, None)
     """
 
     cells: dict[int, Cell] = field(default_factory=dict)
-    closed: dict[int, Closed] = field(default_factory=dict)
+    #: Closed windows, ``slots x CLOSED_FIELDS`` doubles (None until the first close).
+    ring: array[float] | None = None
+    window_ms: int = 0
     #: Start of the newest closed window (-1: none yet).
     closed_start: int = -1
     #: The live check found this series surging (its windows then teach the level less).
     surging: bool = False
+    #: Closed windows of a snapshot taken before the ring, until :meth:`adopt` moves them.
+    legacy: dict[int, Closed] | None = None
 
-    def remember(self, start: int, window: Closed, keep_from: int) -> None:
-        """Keep a closed window; forget those before ``keep_from``."""
-        closed = self.closed
-        closed[start] = window
+    def remember(self, start: int, window: Closed, *, slots: int, window_ms: int) -> None:
+        """Keep a closed window (``slots``: windows kept, the longest live span).
+
+        The ring has one slot until a second window must be kept beside the first: most
+        series of a long tail close one window with events in a span.
+        """
+        ring = self.ring
+        if ring is None:
+            ring = self.ring = array("d", _EMPTY_SLOT)
+            self.window_ms = window_ms
+        elif len(ring) < slots * CLOSED_FIELDS:
+            held = int(ring[0])
+            if held != start and held > start - slots * window_ms:  # still in the span
+                kept = self.closed(held)
+                assert kept is not None
+                self.ring = array("d", _EMPTY_SLOT * slots)
+                self._put(held, kept)
+        self._put(start, window)
         self.closed_start = max(self.closed_start, start)
-        if len(closed) > 1:
-            for old in [s for s in closed if s < keep_from]:
-                del closed[old]
+
+    def _put(self, start: int, window: Closed) -> None:
+        ring = self.ring
+        assert ring is not None
+        at = self.slot_of(start)
+        ring[at] = start
+        ring[at + 1], ring[at + 2], ring[at + 3], ring[at + 4], ring[at + 5], ring[at + 6] = window
+
+    def slot_of(self, start: int) -> int:
+        """Offset in :attr:`ring` of the slot the window at ``start`` goes to."""
+        assert self.ring is not None
+        return (start // self.window_ms) % (len(self.ring) // CLOSED_FIELDS) * CLOSED_FIELDS
+
+    def find(self, start: int) -> int:
+        """Offset in :attr:`ring` of the kept closed window at ``start``; -1 if none."""
+        ring = self.ring
+        if ring is None:
+            return -1
+        at = (start // self.window_ms) % (len(ring) // CLOSED_FIELDS) * CLOSED_FIELDS
+        return at if ring[at] == start else -1
+
+    def closed(self, start: int) -> Closed | None:
+        """The kept closed window at ``start``, if any."""
+        at = self.find(start)
+        if at < 0:
+            return None
+        ring = self.ring
+        assert ring is not None
+        return Closed(
+            ring[at + 1],
+            ring[at + 2],
+            ring[at + 3],
+            int(ring[at + 4]),
+            int(ring[at + 5]),
+            int(ring[at + 6]),
+        )
+
+    def adopt(self, *, slots: int, window_ms: int) -> None:
+        """Move the closed windows of an older snapshot (a dictionary by start) to the ring."""
+        legacy, self.legacy = self.legacy, None
+        for start in sorted(legacy or ()):
+            assert legacy is not None
+            self.remember(start, Closed(*legacy[start]), slots=slots, window_ms=window_ms)
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        # Pickled before the ring (2026-12-04), a Live kept its closed windows in a
+        # dictionary ``closed`` by start: they wait in ``legacy`` for :meth:`adopt`.
+        self.ring, self.window_ms, self.legacy = None, 0, None
+        for name, value in state[1].items():
+            if name == "closed":
+                self.legacy = dict(value) or None
+            else:
+                setattr(self, name, value)
 
 
 class DueWindows:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copyreg
+import io
+import pickle
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from app.core import Engine, EngineConfig, Policy, StepResult, trigger_id
+from app.core.windows import CLOSED_FIELDS, Live
 from app.events.model import (
     CartAddEvent,
     OrderEvent,
@@ -81,7 +86,8 @@ def test_identical_input_gives_identical_triggers_and_ids() -> None:
         assert len(trigger.trigger_id) == 32
 
 
-def test_a_restored_engine_decides_exactly_like_one_that_never_stopped() -> None:
+def _restart_at_cut(encode: Callable[[bytes], bytes]) -> None:
+    """Snapshot mid-stream, restore (each blob through ``encode``), compare all that follows."""
     batches = _stream()
     cut = 38 * 4 + 2  # mid-window, surges still to come; River models are answering
     steady = Engine(Policy.default(), CONFIG)
@@ -94,9 +100,9 @@ def test_a_restored_engine_decides_exactly_like_one_that_never_stopped() -> None
     assert "seasonal" in models  # the snapshot carries learned baselines
 
     restarted = Engine(Policy.default(), CONFIG)
-    restarted.restore_shared(steady.snapshot_shared())
+    restarted.restore_shared(encode(steady.snapshot_shared()))
     for sku in reversed(steady.skus()):  # restore order must not matter
-        restarted.restore(sku, steady.snapshot(sku))
+        restarted.restore(sku, encode(steady.snapshot(sku)))
 
     after_steady = _run(steady, batches[cut:])
     after_restart = _run(restarted, batches[cut:])
@@ -109,6 +115,46 @@ def test_a_restored_engine_decides_exactly_like_one_that_never_stopped() -> None
         for signal in Signal:
             assert restarted.forecast(sku, signal) == steady.forecast(sku, signal)
         assert restarted.in_flight(sku) == steady.in_flight(sku)
+
+
+def test_a_restored_engine_decides_exactly_like_one_that_never_stopped() -> None:
+    _restart_at_cut(lambda blob: blob)
+
+
+class _BeforeTheRing(pickle.Pickler):
+    """Pickles a :class:`Live` as the code before 2026-12-04 did: closed windows in a dict."""
+
+    def reducer_override(self, obj: object) -> object:
+        if type(obj) is not Live:
+            return NotImplemented
+        closed = {}
+        if obj.ring is not None:
+            oldest = obj.closed_start - (len(obj.ring) // CLOSED_FIELDS - 1) * obj.window_ms
+            for at in range(0, len(obj.ring), CLOSED_FIELDS):
+                if (start := int(obj.ring[at])) >= oldest:
+                    closed[start] = obj.closed(start)
+        slots = {"cells": obj.cells, "closed": closed, "closed_start": obj.closed_start}
+        return copyreg.__newobj__, (Live,), (None, slots | {"surging": obj.surging})
+
+
+def _before_the_ring(blob: bytes) -> bytes:
+    buffer = io.BytesIO()
+    _BeforeTheRing(buffer, protocol=5).dump(pickle.loads(blob))
+    return buffer.getvalue()
+
+
+def test_snapshots_written_before_the_closed_window_ring_restore_to_the_same_decisions() -> None:
+    old = _before_the_ring(_snapshot_with_closed_windows())
+    _, _, state = pickle.loads(old)
+    legacy = [s.live.legacy for s in state.series.values() if s.live is not None]
+    assert any(legacy), "the old form carries closed windows in a dictionary"
+    _restart_at_cut(_before_the_ring)
+
+
+def _snapshot_with_closed_windows() -> bytes:
+    engine = Engine(Policy.default(), CONFIG)
+    _run(engine, _stream(windows=10))
+    return engine.snapshot("SKU-1")
 
 
 def test_snapshot_is_small_and_checked() -> None:
