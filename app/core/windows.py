@@ -191,15 +191,46 @@ class Live:
             assert legacy is not None
             self.remember(start, Closed(*legacy[start]), slots=slots, window_ms=window_ms)
 
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        # Only the windows a span still reaches go into a snapshot (not the whole ring).
+        state: dict[str, Any] = {
+            "cells": self.cells,
+            "window_ms": self.window_ms,
+            "closed_start": self.closed_start,
+            "surging": self.surging,
+        }
+        ring = self.ring
+        if ring is not None:
+            slots = len(ring) // CLOSED_FIELDS
+            oldest = self.closed_start - (slots - 1) * self.window_ms
+            kept = array("d")
+            for at in range(0, len(ring), CLOSED_FIELDS):
+                if ring[at] >= oldest:
+                    kept.extend(ring[at : at + CLOSED_FIELDS])
+            state["slots"], state["kept"] = slots, kept
+        if self.legacy:
+            state["closed"] = self.legacy
+        return None, state
+
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         # Pickled before the ring (2026-12-04), a Live kept its closed windows in a
         # dictionary ``closed`` by start: they wait in ``legacy`` for :meth:`adopt`.
         self.ring, self.window_ms, self.legacy = None, 0, None
+        slots, kept = 0, None
         for name, value in state[1].items():
             if name == "closed":
                 self.legacy = dict(value) or None
+            elif name == "slots":
+                slots = value
+            elif name == "kept":
+                kept = value
             else:
                 setattr(self, name, value)
+        if kept is not None:
+            ring = self.ring = array("d", _EMPTY_SLOT * slots)
+            for at in range(0, len(kept), CLOSED_FIELDS):
+                slot = self.slot_of(int(kept[at]))
+                ring[slot : slot + CLOSED_FIELDS] = kept[at : at + CLOSED_FIELDS]
 
 
 class DueWindows:
