@@ -478,12 +478,16 @@ def child_probe(catalogue: int, limit_s: float, trace: bool) -> None:
         figures["phase"] = "recent"
         idle_ms: list[float] = []  # the longest call of each window
 
-        def idle_window(window: int) -> None:
+        def tick_window(window: int) -> float:
+            """Move the clock through ``window`` (1 = the first after t0); longest call ms."""
             longest = 0.0
             for step in range(1, CALLS_PER_WINDOW + 1):
                 timed.advance(t0 + (window - 1) * WINDOW_MS + step * WINDOW_MS // CALLS_PER_WINDOW)
                 longest = max(longest, timed.last_call_s)
-            idle_ms.append(round(longest * 1000, 2))
+            return round(longest * 1000, 2)
+
+        def idle_window(window: int) -> None:
+            idle_ms.append(tick_window(window))
             figures["idle_boundary_ms"] = idle_ms
 
         for window in range(1, IDLE_WINDOWS + 1):
@@ -508,11 +512,7 @@ def child_probe(catalogue: int, limit_s: float, trace: bool) -> None:
         for step in range(ACTIVE_WINDOWS):
             base = t0 + (window + step) * WINDOW_MS
             if step:
-                longest = 0.0
-                for part in range(1, CALLS_PER_WINDOW + 1):
-                    timed.advance(base - WINDOW_MS + part * WINDOW_MS // CALLS_PER_WINDOW)
-                    longest = max(longest, timed.last_call_s)
-                active_ms.append(round(longest * 1000, 2))
+                active_ms.append(tick_window(window + step))
                 figures["active_boundary_ms"] = active_ms
             batch = []
             for j in range(ACTIVE_SKUS):
