@@ -40,6 +40,7 @@ from app.core.live_check import (
     SpanVolume,
     assess,
     category_factor,
+    clears_volume,
     relative_error,
     span_units,
     span_volumes,
@@ -152,7 +153,8 @@ class Engine:
         # (category, signal index) -> the category's total, for "the whole category moved"
         self._categories: dict[tuple[str, int], Series] = {}
         # window start -> series with an open cell (or kept closed windows) there
-        self._due = DueWindows(order=_ref_order)
+        # Within a window: SKUs by name, then the category and shop totals (sku None).
+        self._due = DueWindows(last=_is_total)
         self._opened = 0  # cells opened (or restored) since the last close: the budget
         # day -> SKUs whose last event was that day (retention checks)
         self._expiry = ExpiryWheel(self._expiry_bucket_ms())
@@ -1009,11 +1011,10 @@ class Engine:
         length = self.config.window_ms
         samples = min(k, 24)
         step = k / samples
-        season, clock = self._season, self._clock
+        season = self._season.lookup(category, index, now_ms=self._clock)
         total = 0.0
         for i in range(samples):
-            at = first + int(i * step) * length
-            total += season.factor(category, index, at, now_ms=clock)
+            total += season(first + int(i * step) * length)
         return total / samples
 
     def _expire(self, result: StepResult) -> None:
@@ -1047,10 +1048,9 @@ class Engine:
         self, series: Series, category: str | None, index: int, *, start: int, elapsed: float
     ) -> list[SpanVolume]:
         """The series' live spans of every tested length, shortest first."""
-        season, clock = self._season, self._clock
         return span_volumes(
             series,
-            lambda at: season.factor(category, index, at, now_ms=clock),
+            self._season.lookup(category, index, now_ms=self._clock),
             start=start,
             elapsed=elapsed,
             lengths=self._span_lengths,
@@ -1240,8 +1240,8 @@ class Engine:
         evidence: float,
     ) -> Assessment | None:
         cfg = self.config
-        if series.n < cfg.min_history_windows:
-            return None
+        if series.n < cfg.min_history_windows or not clears_volume(span, lift=lift, rules=rules):
+            return None  # (the evidence bar's inputs are computed only past these)
         return assess(
             span,
             region=region,
@@ -1443,10 +1443,9 @@ class Engine:
         ledger.expire(at_ms)
 
 
-def _ref_order(ref: _SeriesRef) -> tuple[str, str, int]:
-    """Closing order within a window: SKUs by name, then the category and shop totals."""
-    sku, region, index = ref
-    return (sku if sku is not None else "\uffff", region, index)
+def _is_total(ref: _SeriesRef) -> bool:
+    """A category's or the shop's total series (closed after the SKUs of its window)."""
+    return ref[0] is None
 
 
 def _units_at(series: Series, start: int) -> float:

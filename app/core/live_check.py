@@ -81,6 +81,22 @@ def category_factor(
     return min(max(rest / rest_expected, 1.0), cap)
 
 
+def clears_volume(span: SpanVolume, *, lift: float, rules: Thresholds) -> bool:
+    """Whether the span clears the two cheap bars: ``min_volume`` and the margin.
+
+    >>> from app.core.policy import Thresholds
+    >>> rules = Thresholds(margin=0.3, min_volume=10, evidence=2e-6, units_per_event=1)
+    >>> clears_volume(SpanVolume(27, 27, 20, 1.5, 27, 13.3), lift=1, rules=rules)
+    True
+    >>> clears_volume(SpanVolume(25, 25, 20, 1.5, 25, 13.3), lift=1, rules=rules)
+    False
+    """
+    observed = span.effective
+    return observed >= rules.min_volume and observed >= (1.0 + rules.margin) * (
+        span.expected * lift
+    )
+
+
 def assess(
     span: SpanVolume,
     *,
@@ -110,12 +126,10 @@ def assess(
     ...        rules=rules, model="seasonal") is None  # the whole category is up x3
     True
     """
+    if not clears_volume(span, lift=lift, rules=rules):
+        return None
     observed = span.effective
-    if observed < rules.min_volume:
-        return None
     expected = span.expected * lift
-    if observed < (1.0 + rules.margin) * expected:
-        return None
     extra = (dispersion - 1.0) * expected + (relative_error * expected) ** 2
     bar = rules.evidence if evidence is None else evidence
     if upper_tail(observed, expected, extra) >= bar:

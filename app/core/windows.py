@@ -236,33 +236,41 @@ class Live:
 class DueWindows:
     """Window starts with work waiting, and the series that have it.
 
-    Within a window, refs come out in a fixed order (``order`` of each ref, ascending),
-    whatever order they were scheduled in: a restored engine closes a boundary's series
-    exactly as one that never stopped. Each window's refs are a heap, so the order costs
-    O(log n) per ref as it is scheduled and taken, never a sort of a whole boundary.
+    Within a window, refs come out in a fixed order (ascending; those ``last`` says so
+    after all the others), whatever order they were scheduled in: a restored engine closes
+    a boundary's series exactly as one that never stopped. Each window's refs are heaps of
+    the refs themselves (no key per entry), so the order costs O(log n) per ref as it is
+    scheduled and taken, never a sort of a whole boundary.
 
-    >>> due = DueWindows()
-    >>> due.schedule(600, "b"); due.schedule(300, "c"); due.schedule(300, "a")
+    >>> due = DueWindows(last=lambda ref: ref.startswith("~"))
+    >>> for ref in ("b", "~z", "c", "a"):
+    ...     due.schedule(600 if ref == "b" else 300, ref)
     >>> list(due.pop_before(601))
-    ['a', 'c', 'b']
+    ['a', 'c', '~z', 'b']
     >>> list(due.pop_before(10_000))
     []
     """
 
-    __slots__ = ("_draining", "_order", "_refs", "_starts")
+    __slots__ = ("_draining", "_last", "_refs", "_starts")
 
-    def __init__(self, order: Callable[[Any], Any] | None = None) -> None:
-        self._refs: dict[int, list[Any]] = {}  # start -> heap of (order key, ref) or refs
+    def __init__(self, last: Callable[[Any], bool] | None = None) -> None:
+        # start -> [heap of refs, heap of the refs taken last (None until one is)]
+        self._refs: dict[int, list[Any]] = {}
         self._starts: list[int] = []
-        self._order = order
+        self._last = last
         self._draining = -1  # the window of the ref taken last
 
     def schedule(self, start: int, ref: Hashable) -> None:
-        refs = self._refs.get(start)
-        if refs is None:
-            refs = self._refs[start] = []
+        heaps = self._refs.get(start)
+        if heaps is None:
+            heaps = self._refs[start] = [[], None]
             heapq.heappush(self._starts, start)
-        heapq.heappush(refs, (self._order(ref), ref) if self._order is not None else ref)
+        if self._last is not None and self._last(ref):
+            if heaps[1] is None:
+                heaps[1] = []
+            heapq.heappush(heaps[1], ref)
+        else:
+            heapq.heappush(heaps[0], ref)
 
     def pop_before(self, frontier: int, limit: int | None = None) -> Iterator[Any]:
         """Refs scheduled before ``frontier``, oldest window first (may grow meanwhile).
@@ -275,15 +283,14 @@ class DueWindows:
         >>> list(due.pop_before(600, limit=2)), list(due.pop_before(600))
         (['a', 'b'], ['c'])
         """
-        keyed = self._order is not None
         left = -1 if limit is None else limit
         while (start := self._head()) is not None and start < frontier:
             if left == 0:
                 return
             self._draining = start
             left -= 1
-            entry = heapq.heappop(self._refs[start])
-            yield entry[1] if keyed else entry
+            heaps = self._refs[start]
+            yield heapq.heappop(heaps[0] or heaps[1])
 
     def any_before(self, frontier: int) -> bool:
         """Whether a ref is scheduled before ``frontier``.
@@ -298,9 +305,12 @@ class DueWindows:
     def _head(self) -> int | None:
         """The oldest window start with refs left (emptied windows are dropped first)."""
         starts, refs_at = self._starts, self._refs
-        while starts and not refs_at.get(starts[0]):
+        while starts:
+            heaps = refs_at.get(starts[0])
+            if heaps is not None and (heaps[0] or heaps[1]):
+                return starts[0]
             refs_at.pop(heapq.heappop(starts), None)
-        return starts[0] if starts else None
+        return None
 
     @property
     def draining(self) -> int:
@@ -308,7 +318,7 @@ class DueWindows:
         return self._draining
 
     def __len__(self) -> int:
-        return sum(len(refs) for refs in self._refs.values())
+        return sum(len(first) + len(last or ()) for first, last in self._refs.values())
 
 
 class ExpiryWheel:
