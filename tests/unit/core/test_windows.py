@@ -141,3 +141,33 @@ def test_a_boundary_backlog_closes_a_budget_per_call_and_drains_under_new_events
     assert sum(per_call) == everything > 1_400  # every SKU's window and the shop totals
     # Two refs per opened cell (here at most 10) plus a tenth of the budget past the budget.
     assert max(per_call) <= budget + 2 * 10 + budget // 10 + 1
+
+
+def test_a_boundary_closes_skus_by_name_and_region_whatever_the_arrival_or_the_budget(
+    make_engine: Callable[..., Engine],
+) -> None:
+    """Forecast records of one boundary come out in one order (SKU, region, signal), so a
+    restored engine or a boundary spread over calls by the close budget publishes the same
+    sequence as one call that closed everything."""
+    arrivals: list[ShopEvent] = [
+        SearchEvent(T0 + 1, "C", region="west"),
+        CartAddEvent(T0 + 2, "A", qty=1, region="west"),
+        SearchEvent(T0 + 3, "B", region="east"),
+        SearchEvent(T0 + 4, "A", region="east"),
+        SearchEvent(T0 + 5, "A", region="west"),
+    ]
+
+    def sequence(engine: Engine, calls: int) -> list[tuple[str, str, str]]:
+        engine.process(arrivals)
+        records = []
+        for _ in range(calls):
+            records.extend(engine.advance(T0 + MINUTE).forecasts)
+        return [(r.sku, r.region, r.signal.value) for r in records]
+
+    whole = sequence(make_engine(), calls=1)
+    # A sells in two regions: its all-regions series closes beside its region series.
+    assert [sku for sku, _, _ in whole] == sorted(sku for sku, _, _ in whole)
+    assert ("A", "east", "search") in whole and ("C", "west", "search") in whole
+    assert whole.index(("A", "east", "search")) < whole.index(("A", "west", "search"))
+    spread = sequence(make_engine(close_budget_per_call=1), calls=len(whole) + 4)
+    assert spread == whole
