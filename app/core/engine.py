@@ -27,6 +27,7 @@ Window semantics, spelled out
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 import sys
@@ -143,6 +144,7 @@ class Engine:
         self._alpha = self.config.alpha()
         self._fast = self.config.forecast_alpha()
         self._span_lengths = self.config.span_lengths()
+        self._slice_ms = self.config.slice_ms()
         self._surge_memory_ms = round(self.config.surge_stock_memory_hours * HOUR_MS)
         self._skus: dict[str, SkuState] = {}
         self._clock = _NO_CLOCK
@@ -206,6 +208,14 @@ class Engine:
     def process(self, events: Sequence[ShopEvent], now_ms: int | None = None) -> StepResult:
         """Count a batch of events, close due windows, run the live check, decide.
 
+        A batch whose events fall in more than one slice of event time
+        (``EngineConfig.slice_ms``: a window by default) is processed slice by slice, in
+        arrival order, as if it had come in those pieces: how much a fetch or a backlog
+        holds barely changes what is decided. (Judged once at its end, a batch spanning
+        hours judged its early windows late, some after their closed windows had left the
+        ring the live spans read: the benchmark's backlog gave 24 triggers in 1 MB fetches
+        and 4 in 8 MB fetches.)
+
         Parameters
         ----------
         events
@@ -213,7 +223,27 @@ class Engine:
         now_ms
             Decision clock stamped as ``Trigger.decided_at`` (wall time in the service);
             ``None`` stamps the event clock (replay).
+
+        Examples
+        --------
+        >>> from app.events.model import SearchEvent
+        >>> config = EngineConfig(window_ms=60_000, grace_ms=0, checks_per_window=10)
+        >>> engine = Engine(config=config)
+        >>> t0 = 1_700_000_040_000  # a window start
+        >>> batch = [SearchEvent(t0 + second * 1_000, "K-1") for second in range(0, 30, 5)]
+        >>> engine.process(batch).counted  # seconds 0-25: five slices of 6 s, one call each
+        6
         """
+        cuts = _slice_cuts(events, self._slice_ms)
+        if not cuts:
+            return self._process_slice(events, now_ms)
+        result = self._process_slice(events[: cuts[0]], now_ms)
+        for begin, end in itertools.pairwise([*cuts, len(events)]):
+            result.merge(self._process_slice(events[begin:end], now_ms))
+        return result
+
+    def _process_slice(self, events: Sequence[ShopEvent], now_ms: int | None) -> StepResult:
+        """:meth:`process` for events of one slice of event time (or judged as one)."""
         result = self._take_carry()
         length, grace = self.config.window_ms, self.config.grace_ms
         clock, frontier = self._clock, self._frontier
@@ -1441,6 +1471,25 @@ class Engine:
         if trigger.reason in SURGE_REASONS:
             ledger.add_surge(trigger.quantity, at_ms=at_ms, memory_ms=self._surge_memory_ms)
         ledger.expire(at_ms)
+
+
+def _slice_cuts(events: Sequence[ShopEvent], span_ms: int) -> list[int]:
+    """Positions at which the events, in arrival order, enter another slice of event time.
+
+    >>> from app.events.model import SearchEvent
+    >>> _slice_cuts([SearchEvent(ts, "A") for ts in (0, 5, 10, 12, 31, 1)], 10)
+    [2, 4, 5]
+    """
+    cuts: list[int] = []
+    if not events:
+        return cuts
+    piece = events[0].ts // span_ms
+    for at in range(1, len(events)):
+        following = events[at].ts // span_ms
+        if following != piece:
+            cuts.append(at)
+            piece = following
+    return cuts
 
 
 def _is_total(ref: _SeriesRef) -> bool:

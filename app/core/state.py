@@ -49,6 +49,11 @@ class EngineConfig:
     min_history_windows: int = 3
     #: The live check pro-rates the current window by its elapsed share, at least this.
     min_elapsed_fraction: float = 0.1
+    #: A batch is judged at least this often per window of its event time: one that spans
+    #: more (a backlog, a large fetch) is processed in slices of
+    #: ``window_ms / checks_per_window``, as if it had come in those pieces. (The replay
+    #: hands the engine batches of a tenth of a window of its own accord.)
+    checks_per_window: int = 1
     #: Surge quantities extrapolate the excess of a short span by at most this factor.
     max_extrapolation: float = 2.0
     #: Relative error of a young series' level (standard deviation), fading with history.
@@ -95,6 +100,8 @@ class EngineConfig:
             raise ValueError("retention_ms must be at least one window")
         if not 0.0 < self.min_elapsed_fraction <= 1.0:
             raise ValueError("min_elapsed_fraction must be in (0, 1]")
+        if self.checks_per_window < 1:
+            raise ValueError("checks_per_window must be at least 1")
         if self.max_extrapolation < 1.0:
             raise ValueError("max_extrapolation must be at least 1")
         if self.retention_windows < 1:
@@ -119,6 +126,14 @@ class EngineConfig:
         (0.00347, 0.1)
         """
         return level_alpha(self.window_ms, self.level_time_constant_ms, self.level_alpha_max)
+
+    def slice_ms(self) -> int:
+        """Event time a batch is judged in at most (see ``checks_per_window``).
+
+        >>> EngineConfig().slice_ms(), EngineConfig(checks_per_window=10).slice_ms()
+        (300000, 30000)
+        """
+        return max(1, self.window_ms // self.checks_per_window)
 
     def span_lengths(self) -> tuple[int, ...]:
         """Live spans tested, in windows (the current one included), shortest first.

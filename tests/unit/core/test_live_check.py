@@ -186,8 +186,11 @@ def test_a_surge_confined_to_a_window_the_same_batch_closes_still_triggers(
     result = whole.process(batch)
     assert [t.reason for t in result.triggers] == [TriggerReason.ORDER_SURGE]
     (trigger,) = result.triggers
-    # Checked as a whole window before it closed: 60 vs the full window's 20.
-    assert (trigger.window_start, trigger.observed, trigger.forecast) == (window, 60, 20)
+    # Judged as the window stood at its last event (the batch is taken a window at a
+    # time): 60 vs the 20 a window expected over the 92 % of it that had passed.
+    elapsed = (20_000 + 59 * 600) / MINUTE
+    assert (trigger.window_start, trigger.observed) == (window, 60)
+    assert trigger.forecast == round(20 * elapsed, 3)
     # Stamped at the window's last event the batch brought (not at the batch's end).
     assert trigger.first_event_at == window + 20_000 + 59 * 600
     # Cut anywhere else, the same decision carries the same id.

@@ -171,3 +171,32 @@ def test_a_boundary_closes_skus_by_name_and_region_whatever_the_arrival_or_the_b
     assert whole.index(("A", "east", "search")) < whole.index(("A", "west", "search"))
     spread = sequence(make_engine(close_budget_per_call=1), calls=len(whole) + 4)
     assert spread == whole
+
+
+def test_a_backlog_fetched_in_one_batch_is_judged_as_if_it_came_in_slices() -> None:
+    """A batch spanning hours (a backlog after an outage, a large fetch) decides what the
+    same events decide in small batches: a surge early in it still triggers."""
+    window = 5 * MINUTE
+    start = T0 - T0 % window
+
+    def events() -> list[ShopEvent]:
+        out: list[ShopEvent] = []
+        for w in range(60):  # five hours: steady, one surging window, steady again
+            per_window = 40 if w == 30 else 4
+            for i in range(per_window):
+                ts = start + w * window + i * (window // per_window)
+                out.append(SearchEvent(ts, "A", user=f"u{w}-{i}"))
+        return out
+
+    def triggers(batches: list[list[ShopEvent]]) -> list[tuple[str, str, int]]:
+        engine = Engine(Policy.default(), EngineConfig(window_ms=window, grace_ms=MINUTE))
+        found = []
+        for batch in batches:
+            found.extend(engine.process(batch).triggers)
+        return [(t.sku, t.reason.value, t.window_start) for t in found]
+
+    log = events()
+    small = triggers([log[i : i + 1] for i in range(len(log))])
+    assert ("A", "search_surge", start + 30 * window) in small
+    backlog = triggers([log[: 20 * 4], log[20 * 4 :]])  # the second: 3 h 20 min at once
+    assert backlog == small
