@@ -345,6 +345,10 @@ class TimedEngine:
         clock = max((event.ts for event in events), default=self.clock)
         return self._timed(lambda: self.engine.process(events, now_ms), clock, len(events))
 
+    @property
+    def slice_ms(self) -> int:
+        return int(self.engine.slice_ms)
+
     def advance(self, watermark_ms: int, now_ms: int | None = None) -> Any:
         return self._timed(
             lambda: self.engine.advance(watermark_ms, now_ms), watermark_ms + GRACE_MS, 0
@@ -363,8 +367,12 @@ class TimedEngine:
 
 def _engine() -> Any:
     from app.core import Engine, EngineConfig, Policy
+    from app.replay.runner import REPLAY_CHECKS_PER_WINDOW
 
-    return Engine(Policy.default(), EngineConfig(window_ms=WINDOW_MS, grace_ms=GRACE_MS))
+    config = EngineConfig(
+        window_ms=WINDOW_MS, grace_ms=GRACE_MS, checks_per_window=REPLAY_CHECKS_PER_WINDOW
+    )
+    return Engine(Policy.default(), config)
 
 
 def _line(kind: str, figures: dict[str, Any]) -> None:

@@ -175,6 +175,11 @@ class Engine:
         return None if self._clock == _NO_CLOCK else self._clock - self.config.grace_ms
 
     @property
+    def slice_ms(self) -> int:
+        """Event time a batch is judged in at most (``EngineConfig.slice_ms``)."""
+        return self._slice_ms
+
+    @property
     def closing(self) -> bool:
         """Windows the clock passed still wait to be closed (the close budget deferred them).
 

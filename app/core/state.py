@@ -51,8 +51,8 @@ class EngineConfig:
     min_elapsed_fraction: float = 0.1
     #: A batch is judged at least this often per window of its event time: one that spans
     #: more (a backlog, a large fetch) is processed in slices of
-    #: ``window_ms / checks_per_window``, as if it had come in those pieces. (The replay
-    #: hands the engine batches of a tenth of a window of its own accord.)
+    #: ``window_ms / checks_per_window``, as if it had come in those pieces. (Replays use
+    #: 10, ``app.replay.runner.REPLAY_CHECKS_PER_WINDOW``, and cut their batches there.)
     checks_per_window: int = 1
     #: Surge quantities extrapolate the excess of a short span by at most this factor.
     max_extrapolation: float = 2.0

@@ -21,7 +21,13 @@ from app.replay.readers import (
     UnreadableFileError,
 )
 from app.replay.report import ReportInputs, write_report
-from app.replay.runner import DEFAULT_BATCH, ReplayOutcome, StepOutcome, run_replay
+from app.replay.runner import (
+    DEFAULT_BATCH,
+    REPLAY_CHECKS_PER_WINDOW,
+    ReplayOutcome,
+    StepOutcome,
+    run_replay,
+)
 from app.replay.truth import Truth, TruthError, load_truth
 
 FORMATS = ("auto", *(f.value for f in LogFormat))
@@ -115,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
         _check_warehouses(truth, policy)
     log_format = None if args.format == "auto" else LogFormat(args.format)
-    engine = Engine(policy, EngineConfig(window_ms=window_ms, grace_ms=grace_ms))
+    config = EngineConfig(
+        window_ms=window_ms, grace_ms=grace_ms, checks_per_window=REPLAY_CHECKS_PER_WINDOW
+    )
+    engine = Engine(policy, config)
     planner = FirstTierPlanner()
 
     def first_tier(result: StepOutcome) -> StepOutcome:

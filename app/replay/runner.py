@@ -1,7 +1,8 @@
 """Drive event logs through the decision core with the event clock; collect what it decided.
 
 Events are read line by line and handed to the engine in batches (up to 1,000 events and
-at most a tenth of a window of event time, see :func:`_batches`), as the service hands it
+within one of the engine's slices of event time, a tenth of a window for the engine
+``surge replay`` builds, see :func:`_batches`), as the service hands it
 a fetched batch; ``now_ms=None`` makes the engine stamp decisions
 with the event clock (its watermark). At the end, :meth:`advance` closes the windows that
 are still open. Logs need not be sorted: the engine counts an event that arrives later
@@ -31,8 +32,9 @@ from app.runtime import tune_gc
 
 NO_CATEGORY = "(none)"
 DEFAULT_BATCH = 1_000
-#: A batch covers at most this fraction of a window of event time (live checks per window).
-DEFAULT_CHECKS_PER_WINDOW = 10
+#: Live checks per window of a replay's engine (``EngineConfig.checks_per_window``): the
+#: service's batches cover milliseconds, so a replay judges a tenth of a window at a time.
+REPLAY_CHECKS_PER_WINDOW = 10
 
 
 class StepOutcome(Protocol):
@@ -57,6 +59,11 @@ class DecisionEngine(Protocol):
     def process(self, events: Sequence[ShopEvent], now_ms: int | None = None) -> StepOutcome: ...
 
     def advance(self, watermark_ms: int, now_ms: int | None = None) -> StepOutcome: ...
+
+    @property
+    def slice_ms(self) -> int:
+        """Event time the engine judges a batch in at most (``EngineConfig.slice_ms``)."""
+        ...
 
 
 @dataclass
@@ -135,9 +142,9 @@ class ReplayOutcome:
 def _batches(events: Iterable[ShopEvent], size: int, span_ms: int) -> Iterator[list[ShopEvent]]:
     """Batches of at most ``size`` events that never cross a ``span_ms`` slice of event time.
 
-    The engine's live check runs once per batch, on windows still open at its end: a
-    batch spanning hours of a sparse log would close its windows before they are checked.
-    The service's batches cover milliseconds; slicing event time keeps replay close to it.
+    ``span_ms`` is the engine's own slice (``DecisionEngine.slice_ms``): the engine would
+    split a batch crossing slices anyway, and one cut here at each slice change keeps the
+    size cap from adding cuts inside a slice.
     """
     batch: list[ShopEvent] = []
     current = None
@@ -164,7 +171,6 @@ def run_replay(
     batch_size: int = DEFAULT_BATCH,
     progress: bool = True,
     category_of: Callable[[str], str | None] | None = None,
-    checks_per_window: int = DEFAULT_CHECKS_PER_WINDOW,
     first_tier: Callable[[StepOutcome], StepOutcome] | None = None,
 ) -> ReplayOutcome:
     """Replay ``paths`` in order through ``engine``; write each trigger to ``triggers_out``.
@@ -175,7 +181,7 @@ def run_replay(
     tune_gc()
     outcome = ReplayOutcome(window_ms=window_ms, grace_ms=grace_ms)
     total_bytes = sum(path.stat().st_size for path in paths)
-    span_ms = max(1, window_ms // checks_per_window)
+    span_ms = engine.slice_ms
 
     def take(result: StepOutcome) -> None:
         outcome.counted += result.counted
