@@ -5,10 +5,12 @@
 ``flush()`` at the end of a replay. Time is the *event clock* (the largest event time
 seen); ``now_ms`` only stamps ``Trigger.decided_at`` in the live service. See
 ``docs/CORE_API.md`` for the contract and ``docs/DECISIONS.md`` for why it decides the way
-it does. The pieces live beside this module: :mod:`~app.core.series` (baseline and open
-windows of one series), :mod:`~app.core.seasonal` (pooled daily and weekly shape),
-:mod:`~app.core.live_check` (the evidence test), :mod:`~app.core.sizing`,
-:mod:`~app.core.routing` and :mod:`~app.core.triggers`.
+it does. The engine counts and orchestrates; the pieces live beside this module:
+:mod:`~app.core.series` (baseline and open windows of one series),
+:mod:`~app.core.seasonal` (pooled daily and weekly shape), :mod:`~app.core.closing`
+(closing windows into baselines and forecast records), :mod:`~app.core.live_check` (the
+evidence test), :mod:`~app.core.decisions` (sizing, routing and recording every trigger,
+with :mod:`~app.core.sizing`, :mod:`~app.core.routing` and :mod:`~app.core.triggers`).
 
 Window semantics, spelled out
 -----------------------------
@@ -32,53 +34,33 @@ import math
 import pickle
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
-from app.core.forecast import RATIO_CAP, Challenger, OnlineRegressor, calendar_features
+from app.core.closing import WindowCloser
+from app.core.decisions import Decisions
 from app.core.ledger import Ledger
-from app.core.live_check import (
-    Assessment,
-    SpanVolume,
-    assess,
-    category_factor,
-    clears_volume,
-    relative_error,
-    span_units,
-    span_volumes,
-)
-from app.core.policy import OrderTerms, Policy, Supplier, Thresholds
-from app.core.routing import ALL_REGIONS, route, route_label
+from app.core.live_check import LiveCheck
+from app.core.policy import Policy
+from app.core.routing import ALL_REGIONS
 from app.core.seasonal import Seasonality
 from app.core.series import Series
-from app.core.sizing import (
-    leading_conversion,
-    order_quantity,
-    stockout_need,
-    surge_excess_units,
-    surge_hours_ahead,
+from app.core.sizing import order_quantity
+from app.core.state import (
+    MODEL_PLANNER,
+    NO_CLOCK,
+    ORDER,
+    SHOP,
+    SIGNAL_INDEX,
+    Clock,
+    EngineConfig,
+    SharedState,
+    SkuState,
+    StepResult,
+    model_name,
 )
-from app.core.state import EngineConfig, SkuState, StepResult
-from app.core.triggers import (
-    FIRST_TIER_REASONS,
-    SURGE_REASON,
-    SURGE_REASONS,
-    new_trigger,
-    order_words,
-    stockout_explanation,
-    surge_explanation,
-    trigger_id,
-)
+from app.core.triggers import FIRST_TIER_REASONS, trigger_id
 from app.core.units import DAY_MS, HOUR_MS
-from app.core.windows import Closed, DueWindows, ExpiryWheel
-from app.events.model import (
-    ForecastRecord,
-    OrderEvent,
-    OrderStatus,
-    ShopEvent,
-    Signal,
-    Trigger,
-    TriggerReason,
-)
+from app.core.windows import ExpiryWheel
+from app.events.model import OrderEvent, OrderStatus, ShopEvent, Signal, Trigger, TriggerReason
 
 __all__ = [
     "ALL_REGIONS",
@@ -92,26 +74,7 @@ __all__ = [
     "trigger_id",
 ]
 
-#: ``Trigger.model`` of first-tier decisions (sized by the planner, not a forecaster).
-MODEL_PLANNER = "planner"
-#: Which baseline answered: a series with enough history, a slow mover, a young series.
-MODEL_SEASONAL = "seasonal"
-MODEL_INTERMITTENT = "intermittent"
-MODEL_NEW = "new"
-#: A dense series' River challenger answered (it beats the baseline's forecast).
-MODEL_RIVER = "river"
-#: A River challenger's learn-and-predict step costs about this many plain window closes.
-CHALLENGER_COST = 20
-SIGNALS: tuple[Signal, Signal, Signal] = (Signal.SEARCH, Signal.CART_ADD, Signal.ORDER)
-_SEARCH, _CART, _ORDER = 0, 1, 2
-_SIGNAL_INDEX = {Signal.SEARCH: _SEARCH, Signal.CART_ADD: _CART, Signal.ORDER: _ORDER}
-_NO_CLOCK = -(2**62)
-#: Key of the whole shop's totals beside the categories' (not a category name: has a NUL).
-SHOP = "\x00shop"
 _SNAPSHOT_VERSION = 2
-
-# (sku or None for a category series, region or category, signal index)
-_SeriesRef = tuple[str | None, str, int]
 
 
 class Engine:
@@ -143,21 +106,18 @@ class Engine:
         self.config = config if config is not None else EngineConfig()
         self._alpha = self.config.alpha()
         self._fast = self.config.forecast_alpha()
-        self._span_lengths = self.config.span_lengths()
         self._slice_ms = self.config.slice_ms()
-        self._surge_memory_ms = round(self.config.surge_stock_memory_hours * HOUR_MS)
         self._skus: dict[str, SkuState] = {}
-        self._clock = _NO_CLOCK
-        self._frontier = _NO_CLOCK
-        # Windows before this one began before the engine saw any event: partial, unlearned.
-        self._first_full_window = _NO_CLOCK
+        # The event clock, its frontier and the first full window: one object the pieces
+        # below read (only the engine moves it).
+        self._time = Clock()
         self._season = Seasonality(self.config.window_ms)
         # (category, signal index) -> the category's total, for "the whole category moved"
         self._categories: dict[tuple[str, int], Series] = {}
-        # window start -> series with an open cell (or kept closed windows) there
-        # Within a window: SKUs by name, then the category and shop totals (sku None).
-        self._due = DueWindows(last=_is_total)
-        self._opened = 0  # cells opened (or restored) since the last close: the budget
+        shared = SharedState(self._time, self._season, self._skus, self._categories)
+        self._closer = WindowCloser(self.config, shared)
+        self._check = LiveCheck(self.policy, self.config, shared)
+        self._decide = Decisions(self.policy, self.config, self._time, self._season)
         # day -> SKUs whose last event was that day (retention checks)
         self._expiry = ExpiryWheel(self._expiry_bucket_ms())
         self._carry = StepResult()
@@ -167,12 +127,12 @@ class Engine:
     @property
     def clock_ms(self) -> int | None:
         """The event clock: the largest event time seen (``None`` before any event)."""
-        return None if self._clock == _NO_CLOCK else self._clock
+        return None if self._time.now == NO_CLOCK else self._time.now
 
     @property
     def watermark_ms(self) -> int | None:
         """Event clock minus grace: windows ending at or before it are closed."""
-        return None if self._clock == _NO_CLOCK else self._clock - self.config.grace_ms
+        return None if self._time.now == NO_CLOCK else self._time.now - self.config.grace_ms
 
     @property
     def slice_ms(self) -> int:
@@ -185,7 +145,7 @@ class Engine:
 
         Call :meth:`catch_up` until it is false when no events come (a quiet input).
         """
-        return self._due.any_before(self._frontier)
+        return self._closer.pending(self._time.frontier)
 
     def catch_up(self) -> StepResult:
         """Close one budget's worth of the windows the clock passed; the clock stays.
@@ -251,10 +211,11 @@ class Engine:
         """:meth:`process` for events of one slice of event time (or judged as one)."""
         result = self._take_carry()
         length, grace = self.config.window_ms, self.config.grace_ms
-        clock, frontier = self._clock, self._frontier
-        if self._first_full_window == _NO_CLOCK and events:
+        time = self._time
+        clock, frontier = time.now, time.frontier
+        if time.first_full_window == NO_CLOCK and events:
             first_ts = events[0].ts
-            self._first_full_window = (
+            time.first_full_window = (
                 first_ts - first_ts % length + (length if first_ts % length else 0)
             )
         skus, season = self._skus, self._season
@@ -288,7 +249,7 @@ class Engine:
                 if ts // self._expiry.day_ms != state.last_event_at // self._expiry.day_ms:
                     self._note_expiry(sku, ts)
                 state.last_event_at = ts
-            index = _SIGNAL_INDEX[signal]
+            index = SIGNAL_INDEX[signal]
             qty = float(event.qty)
             region = event.region
             # The common case inline: a SKU of one region whose series has this window open.
@@ -321,10 +282,10 @@ class Engine:
                 tally[0] += qty
                 tally[1] += 1
             key = (sku, index, start)
-            if touched.get(key, _NO_CLOCK) < ts:
+            if touched.get(key, NO_CLOCK) < ts:
                 touched[key] = ts
             counted += 1
-        self._clock, self._frontier = clock, frontier
+        time.now, time.frontier = clock, frontier
         self._count_totals(totals, result)
         result.counted += counted
         result.late += late
@@ -338,16 +299,20 @@ class Engine:
         self._close_due(result)
         decided_at = now_ms if now_ms is not None else clock
         for sku in sorted(stockouts):
-            self._decide_stockout(sku, stockouts[sku], decided_at, result)
+            self._decide.stockout(sku, skus[sku], stockouts[sku], decided_at, result)
         for sku, index, start in sorted(touched):  # every window the batch brought events to
-            self._live_check(
-                sku,
-                index,
-                start=start,
-                last_ts=touched[(sku, index, start)],
-                decided_at=decided_at,
-                result=result,
-            )
+            found = self._check.check(sku, index, start=start)
+            if found is not None:
+                self._decide.surge(
+                    sku,
+                    skus[sku],
+                    index,
+                    found,
+                    start=start,
+                    last_ts=touched[(sku, index, start)],
+                    decided_at=decided_at,
+                    result=result,
+                )
         result.touched_skus -= result.expired_skus
         return result
 
@@ -367,10 +332,10 @@ class Engine:
         """
         del now_ms
         clock = watermark_ms + self.config.grace_ms
-        if clock > self._clock:
-            self._clock = clock
+        if clock > self._time.now:
+            self._time.now = clock
             length = self.config.window_ms
-            self._frontier = ((clock - self.config.grace_ms) // length) * length
+            self._time.frontier = ((clock - self.config.grace_ms) // length) * length
         return self.catch_up()
 
     def flush(self) -> StepResult:
@@ -380,15 +345,15 @@ class Engine:
         series is next touched.
         """
         result = self._take_carry()
-        frontier = self._frontier
-        if frontier == _NO_CLOCK:
+        frontier = self._time.frontier
+        if frontier == NO_CLOCK:
             return result
         self._close_due(result, limit=None)
         for sku in sorted(self._skus):
             state = self._skus[sku]
             for (region, index), series in state.series.items():
                 if series.live is None or not any(s < frontier for s in series.live.cells):
-                    self._skip_to(
+                    self._closer.skip_to(
                         series,
                         frontier,
                         sku=sku,
@@ -421,20 +386,22 @@ class Engine:
         state = self._skus.get(sku)
         if state is None:
             return None
-        index = _SIGNAL_INDEX[signal]
+        index = SIGNAL_INDEX[signal]
         series = state.whole(index) if region is None else state.series.get((region, index))
         if series is None or series.n == 0:
             return None
-        start = self._current_window()
-        factor = self._season.factor(state.category, index, start, now_ms=self._clock)
-        return self._recent_now(series) * factor, self._model_name(series)
+        start = self._time.current_window(self.config.window_ms)
+        factor = self._season.factor(state.category, index, start, now_ms=self._time.now)
+        return self._recent_now(series) * factor, model_name(
+            series, self.config.min_history_windows
+        )
 
     def expected_demand(self, sku: str, hours: float, region: str | None = None) -> float:
         """Order units the baseline expects over ``hours`` (0 for an unknown SKU)."""
         state = self._skus.get(sku)
         if state is None:
             return 0.0
-        series = state.whole(_ORDER) if region is None else state.series.get((region, _ORDER))
+        series = state.whole(ORDER) if region is None else state.series.get((region, ORDER))
         if series is None or series.n == 0:
             return 0.0
         return self._recent_now(series) * hours * HOUR_MS / self.config.window_ms
@@ -442,7 +409,7 @@ class Engine:
     def forecast_error(self, sku: str, signal: Signal = Signal.ORDER) -> float | None:
         """Standard deviation of a window's volume around the baseline (all regions)."""
         state = self._skus.get(sku)
-        series = None if state is None else state.whole(_SIGNAL_INDEX[signal])
+        series = None if state is None else state.whole(SIGNAL_INDEX[signal])
         if series is None or series.n == 0:
             return None
         return math.sqrt(series.variance())
@@ -457,7 +424,7 @@ class Engine:
         state = self._skus.get(sku)
         if state is None or state.ledger is None:
             return 0
-        return state.ledger.in_flight(warehouse, self._clock)
+        return state.ledger.in_flight(warehouse, self._time.now)
 
     def category_of(self, sku: str) -> str | None:
         """The SKU's category: the policy's, else the one its events carried.
@@ -541,60 +508,34 @@ class Engine:
         """
         if reason not in FIRST_TIER_REASONS:
             raise ValueError(f"first-tier reason must be pre_warm or scheduled, not {reason}")
-        clock = at_ms if at_ms is not None else self._clock
-        if clock == _NO_CLOCK:
+        clock = at_ms if at_ms is not None else self._time.now
+        if clock == NO_CLOCK:
             clock = window_start
         state = self._skus.get(sku)
         if state is None:
             state = self._new_state(sku, category, max(window_start, 0))
         elif state.category is None and category is not None:
             state.category = category
-        ledger = state.the_ledger()
-        if ledger.in_cooldown(reason.value, clock):
-            return None
-        terms = self.policy.order_terms(sku, state.category)
-        if supplier is not None and supplier != terms.supplier.name:
-            source = self.policy.suppliers.get(supplier) or Supplier(
-                supplier, lead_time_hours=terms.supplier.lead_time_hours, capacity_per_day=1e12
-            )
-            terms = replace(terms, supplier=source)
-        where, routed = route_label(region, self.policy)
-        if warehouse is None:
-            warehouse = routed
-        in_flight = ledger.in_flight(warehouse, clock)
-        ordered, capped = order_quantity(demand - in_flight, terms)
-        if ordered <= 0:
-            return None
-        text = (
-            (because or f"{reason.value.replace('_', '-')} plan for {demand:.0f} units")
-            + (f", less {in_flight} already in flight" if in_flight else "")
-            + "; "
-            + order_words(ordered, terms.supplier, warehouse, 0, capped)
-        )
+        length = self.config.window_ms
         if forecast is None:
             known = self.forecast(sku, Signal.ORDER)
             forecast = 0.0 if known is None else known[0]
-        trigger = new_trigger(
-            sku=sku,
-            region=where if region is not None else ALL_REGIONS,
-            reason=reason,
+        return self._decide.first_tier(
+            sku,
+            state,
+            reason,
+            demand,
+            at_ms=clock,
             window_start=window_start,
-            window_end=window_end
-            if window_end is not None
-            else window_start + self.config.window_ms,
-            warehouse=warehouse,
-            supplier=terms.supplier,
-            observed=demand,
-            forecast=forecast,
-            quantity=ordered,
-            capped=capped,
-            model=MODEL_PLANNER,
+            window_end=window_end if window_end is not None else window_start + length,
             decided_at=now_ms if now_ms is not None else clock,
-            explanation=text,
-            category=state.category,
+            because=because,
+            forecast=forecast,
+            region=region,
+            warehouse=warehouse,
+            supplier=supplier,
+            hold_until_ms=hold_until_ms,
         )
-        self._record(state, trigger, terms, clock, hold_until_ms=hold_until_ms)
-        return trigger
 
     # ------------------------------------------------------------------ snapshots
 
@@ -631,15 +572,15 @@ class Engine:
         self._skus[sku] = state
         for (region, index), series in state.series.items():
             self._adopt(series)
-            self._reschedule(series, (sku, region, index))
+            self._closer.reschedule(series, (sku, region, index))
         self._note_expiry(sku, state.last_event_at)
 
     def snapshot_shared(self) -> bytes:
         """Seasonal profiles, category totals and the event clock as bytes (sign first)."""
         shared = {
-            "clock": self._clock,
-            "frontier": self._frontier,
-            "first_full_window": self._first_full_window,
+            "clock": self._time.now,
+            "frontier": self._time.frontier,
+            "first_full_window": self._time.first_full_window,
             "season": self._season.state(),
             "categories": self._categories,
         }
@@ -653,22 +594,24 @@ class Engine:
             raise ValueError(f"not a shared-state snapshot: {error!r}") from error
         if version != _SNAPSHOT_VERSION or not isinstance(shared, dict):
             raise ValueError("not a shared-state snapshot")
-        self._clock = max(self._clock, int(shared["clock"]))
-        self._frontier = max(self._frontier, int(shared["frontier"]))
-        self._first_full_window = int(shared["first_full_window"])
+        time = self._time
+        time.now = max(time.now, int(shared["clock"]))
+        time.frontier = max(time.frontier, int(shared["frontier"]))
+        time.first_full_window = int(shared["first_full_window"])
         self._season.load(shared["season"])
-        self._categories = shared["categories"]
+        self._categories.clear()  # the same dict the closer and the live check read
+        self._categories.update(shared["categories"])
         for (category, index), series in self._categories.items():
             self._adopt(series)
-            self._reschedule(series, (None, category, index))
+            self._closer.reschedule(series, (None, category, index))
 
     def _adopt(self, series: Series) -> None:
         """Closed windows of a snapshot taken before :attr:`Live.ring` move into one."""
         live = series.live
         if live is not None and live.legacy is not None:
-            live.adopt(slots=self._span_lengths[-1], window_ms=self.config.window_ms)
+            live.adopt(slots=self.config.span_lengths()[-1], window_ms=self.config.window_ms)
 
-    # ------------------------------------------------------------------ counting and closing
+    # ------------------------------------------------------------------ counting
 
     def _expiry_bucket_ms(self) -> int:
         """Granularity of the retention checks: a day, or a quarter of a short retention."""
@@ -679,16 +622,13 @@ class Engine:
         live = series.live
         if live is not None and live.cells:
             return series.recent  # open windows: nothing idle to fold yet
-        idle = (self._current_window() - series.upto) // self.config.window_ms
+        length = self.config.window_ms
+        idle = (self._time.current_window(length) - series.upto) // length
         return series.recent_after(idle, fast=self._fast)
 
     def _take_carry(self) -> StepResult:
         carried, self._carry = self._carry, StepResult()
         return carried
-
-    def _current_window(self) -> int:
-        clock = self._clock if self._clock != _NO_CLOCK else 0
-        return clock - clock % self.config.window_ms
 
     def _new_state(self, sku: str, category: str | None, ts: int) -> SkuState:
         known = self.policy.category_of(sku)
@@ -725,7 +665,7 @@ class Engine:
             series = state.series[(region, index)] = self._new_series(start)
         cell, new = series.cell(start)
         if new:
-            self._open(series, start, (sku, region, index), result)
+            self._closer.open(series, start, (sku, region, index), result)
         cell.add(qty, user, ts)
         if len(state.regions) > 1:
             whole = state.series.get((ALL_REGIONS, index))
@@ -733,7 +673,7 @@ class Engine:
                 whole = state.series[(ALL_REGIONS, index)] = self._new_series(start)
             cell, new = whole.cell(start)
             if new:
-                self._open(whole, start, (sku, ALL_REGIONS, index), result)
+                self._closer.open(whole, start, (sku, ALL_REGIONS, index), result)
             cell.add(qty, user, ts)
 
     def _count_totals(
@@ -755,7 +695,7 @@ class Engine:
                     total = categories[(group, index)] = Series(upto=start)
                 cell, new = total.cell(start)
                 if new:
-                    self._open(total, start, (None, group, index), result)
+                    self._closer.open(total, start, (None, group, index), result)
                 cell.units += units
                 cell.events += int(events)
 
@@ -767,8 +707,9 @@ class Engine:
         count as observed zeros (up to the running-mean phase), which is what it saw.
         """
         series = Series(upto=start)
-        if self._first_full_window != _NO_CLOCK and start > self._first_full_window:
-            watched = (start - self._first_full_window) // self.config.window_ms
+        first_full_window = self._time.first_full_window
+        if first_full_window != NO_CLOCK and start > first_full_window:
+            watched = (start - first_full_window) // self.config.window_ms
             series.n = min(watched, max(math.ceil(1.0 / self._alpha) - 1, 0))
         return series
 
@@ -781,701 +722,32 @@ class Engine:
             whole = state.series[(ALL_REGIONS, index)] = series.copy()
             if series.live is not None:
                 whole.live = pickle.loads(pickle.dumps(series.live))
-                self._reschedule(whole, (sku, ALL_REGIONS, index))
-
-    def _open(self, series: Series, start: int, ref: _SeriesRef, result: StepResult) -> None:
-        """A new open cell: fold the idle stretch before it, schedule its close."""
-        live = series.live
-        if live is not None and len(live.cells) == 1 and series.upto < start:
-            sku, region, index = ref
-            category = self._skus[sku].category if sku is not None else region
-            self._skip_to(
-                series, start, sku=sku, region=region, index=index, category=category, result=result
-            )
-        self._opened += 1
-        self._schedule(start, ref)
-
-    def _schedule(self, start: int, ref: _SeriesRef) -> None:
-        self._due.schedule(start, ref)
-
-    def _reschedule(self, series: Series, ref: _SeriesRef) -> None:
-        live = series.live
-        if live is None:
-            return
-        for start in live.cells:
-            self._opened += 1
-            self._schedule(start, ref)
-        if live.closed_start >= 0:
-            self._schedule(live.closed_start + self._span_lengths[-1] * self.config.window_ms, ref)
-
-    def _series_of(self, ref: _SeriesRef) -> tuple[Series | None, str | None]:
-        sku, region, index = ref
-        if sku is None:
-            return self._categories.get((region, index)), region
-        state = self._skus.get(sku)
-        if state is None:
-            return None, None
-        return state.series.get((region, index)), state.category
+                self._closer.reschedule(whole, (sku, ALL_REGIONS, index))
 
     def _close_due(self, result: StepResult, limit: int | None = -1) -> None:
-        """Close the windows the frontier passed: only series that had events in them.
-
-        At most ``limit`` units of work per call (the config's ``close_budget_per_call``
-        by default; ``None``: all; a window closed is one unit, a River challenger's step
-        ``CHALLENGER_COST``): a boundary with many active series is spread over the next
-        calls instead of pausing one of them. An older backlog (windows before the newest
-        closed one) keeps pace with arrivals: past the budget, a call still takes two refs
-        for every cell opened since the previous call (its close, then the end of its live
-        span) plus a tenth of the budget, so the backlog shrinks on every call and a pause
-        stays in proportion to the batch.
-        Counted, not timed, so replays stay exact. A window waiting to be closed takes no
-        new events (the frontier passed it) and its volume already counts in live spans.
-        """
-        if limit == -1:
-            limit = self.config.close_budget_per_call
-        due = self._due
-        arrivals, self._opened = 2 * self._opened, 0
-        frontier = self._frontier
-        newest = frontier - self.config.window_ms
-        spent = 0
-        for taken, ref in enumerate(due.pop_before(frontier), start=1):
-            series, category = self._series_of(ref)
-            if series is not None:
-                spent += self._close_series(series, ref, category, frontier, result)
-            if (
-                limit is not None
-                and spent >= limit
-                and (due.draining >= newest or taken >= arrivals + limit // 10)
-            ):
-                break  # the rest waits for the next call
+        """Close the windows the frontier passed (:meth:`WindowCloser.close_due`), then
+        forget the SKUs idle past their retention."""
+        self._closer.close_due(result, limit)
         self._expire(result)
-
-    def _close_series(
-        self,
-        series: Series,
-        ref: _SeriesRef,
-        category: str | None,
-        frontier: int,
-        result: StepResult,
-    ) -> int:
-        """Close a series' windows before ``frontier``; the work done, in budget units."""
-        live = series.live
-        if live is None:
-            return 1
-        cost = 0
-        sku, region, index = ref
-        length = self.config.window_ms
-        cells = live.cells
-        if len(cells) == 1:
-            due = [start for start in cells if start < frontier]
-        else:
-            due = sorted(start for start in cells if start < frontier)
-        for start in due:
-            cell = cells.pop(start)
-            if series.upto < start:
-                self._skip_to(
-                    series,
-                    start,
-                    sku=sku,
-                    region=region,
-                    index=index,
-                    category=category,
-                    result=result,
-                )
-            factor = self._season.factor(category, index, start, now_ms=self._clock)
-            expected = series.level * factor
-            forecast = series.recent * factor
-            if index == _ORDER and sku is not None:
-                self._use_surge_stock(sku, series, cell.units - expected)
-            model_name = self._model_name(series)
-            challenger = series.model
-            cost += 1
-            if challenger is not None:
-                cost += CHALLENGER_COST
-                if challenger.pending_window == start and challenger.answer >= 0.0:
-                    forecast, model_name = challenger.answer, MODEL_RIVER
-                challenger.settle(start, cell.units)
-            if start >= self._first_full_window:
-                outlier = series.n >= self.config.min_history_windows and (
-                    cell.units
-                    > expected + 4.0 * math.sqrt(max(expected, 1.0) * series.dispersion()) + 2.0
-                )
-                weight = self.config.surge_weight if live.surging or outlier else 1.0
-                series.observe(
-                    cell.units / factor,
-                    alpha=self._alpha,
-                    weight=weight,
-                    fast=self._fast,
-                    season=factor,
-                    spread=not live.surging,
-                )
-                result.model_updates += 1
-            series.upto = start + length
-            live.remember(
-                start,
-                Closed(
-                    cell.effective(),
-                    cell.units,
-                    expected,
-                    cell.first_ts,
-                    cell.last_ts,
-                    cell.distinct(),
-                ),
-                slots=self._span_lengths[-1],
-                window_ms=length,
-            )
-            live.surging = False
-            result.windows_closed += 1
-            if sku is not None and index == _ORDER and region != ALL_REGIONS:
-                self._challenge(series, sku, region, start + length, category)
-            if sku is not None and region != ALL_REGIONS:
-                result.forecasts.append(
-                    ForecastRecord(
-                        sku=sku,
-                        region=region,
-                        signal=SIGNALS[index],
-                        window_start=start,
-                        window_end=start + length,
-                        forecast=forecast,
-                        actual=cell.units,
-                        model=model_name,
-                        category=category,
-                    )
-                )
-            if sku is not None:
-                result.touched_skus.add(sku)
-        if live.cells:
-            return cost or 1  # a later open cell is scheduled: it will look at this series again
-        keep = self._span_lengths[-1] * length
-        if live.closed_start + keep < frontier:
-            series.live = None
-        else:  # keep the closed windows for the live spans that reach them, then drop them
-            self._schedule(live.closed_start + keep, ref)
-        return cost or 1
-
-    def _use_surge_stock(self, sku: str, series: Series, excess: float) -> None:
-        """A closed order window's excess over its baseline uses the SKU's surge stock."""
-        if excess <= 0.0:
-            return
-        state = self._skus.get(sku)
-        if (
-            state is not None
-            and state.ledger is not None
-            and state.ledger.surge_units > 0.0
-            and series is state.whole(_ORDER)
-        ):
-            state.ledger.use_surge(excess)
-
-    def _challenge(
-        self, series: Series, sku: str, region: str, target: int, category: str | None
-    ) -> None:
-        """Let a dense order series' River challenger prepare the next window's forecast."""
-        dense = self.config.dense_volume
-        if series.recent < dense:
-            if series.recent < dense / 2:
-                series.model = None  # no longer dense: windows without events go unseen
-            return
-        challenger = series.model
-        if challenger is None:
-            challenger = series.model = Challenger(OnlineRegressor(self.config.learning_rate))
-        state = self._skus[sku]
-        length = self.config.window_ms
-        scale = series.recent + 1.0
-        x = {
-            f"lag{back}": min(_units_at(series, target - back * length) / scale, RATIO_CAP)
-            for back in (1, 2, 3)
-        }
-        for name, index in (("search", _SEARCH), ("cart", _CART)):
-            leading = state.series.get((region, index))
-            x[name] = (
-                0.0
-                if leading is None
-                else min(_units_at(leading, target - length) / (leading.recent + 1.0), RATIO_CAP)
-            )
-        hour_sin, hour_cos, day_sin, day_cos = calendar_features(target, length)
-        x.update(
-            hour_sin=hour_sin,
-            hour_cos=hour_cos,
-            day_sin=day_sin,
-            day_cos=day_cos,
-            log_level=math.log1p(series.recent),
-        )
-        base = series.recent * self._season.factor(category, _ORDER, target, now_ms=self._clock)
-        challenger.prepare(target, x, base, min_learned=self.config.min_learned_sku)
-
-    def _skip_to(
-        self,
-        series: Series,
-        start: int,
-        *,
-        sku: str | None,
-        region: str,
-        index: int,
-        category: str | None,
-        result: StepResult,
-    ) -> None:
-        """Fold the empty windows before ``start`` in closed form (one record for them)."""
-        length = self.config.window_ms
-        k = (start - series.upto) // length
-        if k <= 0:
-            return
-        if sku is not None and region != ALL_REGIONS and series.n > 0:
-            result.forecasts.append(
-                ForecastRecord(
-                    sku=sku,
-                    region=region,
-                    signal=SIGNALS[index],
-                    window_start=series.upto,
-                    window_end=series.upto + k * length,
-                    forecast=series.skipped_sum(k, alpha=self._fast)
-                    * self._mean_factor(category, index, series.upto, k),
-                    actual=0.0,
-                    model=self._model_name(series),
-                    category=category,
-                )
-            )
-        series.skip(k, alpha=self._alpha, fast=self._fast)
-        series.upto += k * length
-
-    def _mean_factor(self, category: str | None, index: int, first: int, k: int) -> float:
-        """Mean seasonal factor of ``k`` windows from ``first`` (at most 24 looked up: O(1)).
-
-        Every window when there are few; otherwise 24 evenly spaced ones (an idle night or
-        day keeps its shape; a week of them averages to about 1).
-        """
-        length = self.config.window_ms
-        samples = min(k, 24)
-        step = k / samples
-        season = self._season.lookup(category, index, now_ms=self._clock)
-        total = 0.0
-        for i in range(samples):
-            total += season(first + int(i * step) * length)
-        return total / samples
 
     def _expire(self, result: StepResult) -> None:
         """Forget SKUs idle past their retention with nothing in flight."""
         retention = self.config.retention_span_ms()
         bucket = self._expiry.day_ms
-        for day, sku in self._expiry.pop_before((self._clock - retention) // bucket):
+        clock = self._time.now
+        for day, sku in self._expiry.pop_before((clock - retention) // bucket):
             state = self._skus.get(sku)
             if state is None or state.last_event_at // bucket != day:
                 continue  # gone, or it sold again since (noted on that later day)
-            if self._clock - state.last_event_at <= retention:
+            if clock - state.last_event_at <= retention:
                 continue
-            if state.ledger is not None and not state.ledger.is_idle(self._clock):
-                self._note_expiry(sku, self._clock)  # look again a day later
+            if state.ledger is not None and not state.ledger.is_idle(clock):
+                self._note_expiry(sku, clock)  # look again a day later
                 continue
             if any(s.live is not None and s.live.cells for s in state.series.values()):
                 continue
             del self._skus[sku]
             result.expired_skus.add(sku)
-
-    def _model_name(self, series: Series) -> str:
-        if series.n < self.config.min_history_windows:
-            return MODEL_NEW
-        if series.nonzero * 2 < series.n:
-            return MODEL_INTERMITTENT
-        return MODEL_SEASONAL
-
-    # ------------------------------------------------------------------ live check
-
-    def _spans(
-        self, series: Series, category: str | None, index: int, *, start: int, elapsed: float
-    ) -> list[SpanVolume]:
-        """The series' live spans of every tested length, shortest first."""
-        return span_volumes(
-            series,
-            self._season.lookup(category, index, now_ms=self._clock),
-            start=start,
-            elapsed=elapsed,
-            lengths=self._span_lengths,
-            window_ms=self.config.window_ms,
-        )
-
-    def _live_check(
-        self,
-        sku: str,
-        index: int,
-        *,
-        start: int,
-        last_ts: int,
-        decided_at: int,
-        result: StepResult,
-    ) -> None:
-        """Check one (SKU, signal) window the batch touched; decide a surge if the evidence holds.
-
-        Spans of a few lengths ending with that window are tested, shortest first (a sharp
-        surge fires on the shortest, a slow-building one on a longer span with more
-        evidence); the evidence bar is split between them. A window the clock has passed
-        (a batch spanning several windows, a replayed backlog) is judged whole.
-        """
-        state = self._skus.get(sku)
-        if state is None:
-            return
-        cfg = self.config
-        signal = SIGNALS[index]
-        reason = SURGE_REASON[signal]
-        clock = self._clock
-        if state.ledger is not None and state.ledger.in_cooldown(reason.value, clock):
-            # The surge that fired is still on: its windows must not teach the baseline
-            # (nor its dispersion) at full weight, or a launch that runs for a day lifts
-            # its own bar and the next trigger never comes.
-            for (_, at), kept in state.series.items():
-                if at == index and kept.live is not None:
-                    kept.live.surging = True
-            return
-        rules = self.policy.thresholds(sku, state.category, signal)
-        length = cfg.window_ms
-        whole = state.whole(index)
-        if whole is None or whole.live is None or whole.n < cfg.min_history_windows:
-            return
-        spans = self._span_lengths
-        if span_units(whole.live, start, length, spans[-1]) < rules.min_volume:
-            return  # the long tail: too little volume to matter, whatever the baseline
-        elapsed = min(max((clock - start) / length, cfg.min_elapsed_fraction), 1.0)
-        evidence = rules.evidence / len(spans)
-        # The volume must have come in over this much event time (not one instant's burst).
-        persistence = min(cfg.persistence_ms, length // 2)
-        several = len(state.regions) > 1
-        whole_spans = self._spans(whole, state.category, index, start=start, elapsed=elapsed)
-        # A region whose longest span sold less than min_volume cannot pass on any span
-        # (effective volume <= units): its spans are only needed for routing, later.
-        region_spans = {
-            region: (
-                self._spans(series, state.category, index, start=start, elapsed=elapsed)
-                if several
-                else whole_spans
-            )
-            for region in state.regions
-            if (series := state.series.get((region, index))) is not None
-            and (
-                not several
-                or (
-                    series.live is not None
-                    and span_units(series.live, start, length, spans[-1]) >= rules.min_volume
-                )
-            )
-        }
-        group_spans: list[list[SpanVolume]] | None = None  # only once something stands out
-        for position in range(len(spans)):
-            whole_span = whole_spans[position]
-            if whole_span.effective < rules.min_volume or whole_span.covered_ms < persistence:
-                continue  # too little, or one instant's burst: a longer span may hold more
-            by_region = {region: spans_[position] for region, spans_ in region_spans.items()}
-            found = self._assess_regions(
-                state, index, whole, whole_span, by_region, lift=1.0, rules=rules, evidence=evidence
-            )
-            if not found:
-                continue
-            # The whole shop or the whole category moving is normal: it lifts the bar (and a
-            # higher bar passes nothing the plain one did not, so it is computed only now).
-            if group_spans is None:
-                group_spans = [
-                    self._spans(total, name, index, start=start, elapsed=elapsed)
-                    for name in (SHOP, state.category)
-                    if name is not None
-                    and (total := self._categories.get((name, index))) is not None
-                ]
-            lift = 1.0
-            for group in group_spans:
-                lift = max(
-                    lift,
-                    category_factor(
-                        group[position],
-                        whole_span,
-                        cap=cfg.category_factor_cap,
-                        min_expected=cfg.category_min_expected,
-                    ),
-                )
-            if lift > 1.0:
-                found = self._assess_regions(
-                    state,
-                    index,
-                    whole,
-                    whole_span,
-                    by_region,
-                    lift=lift,
-                    rules=rules,
-                    evidence=evidence,
-                )
-            if found:
-                break
-        else:
-            return
-        for region in found:
-            series = whole if region == ALL_REGIONS else state.series[(region, index)]
-            if series.live is not None:
-                series.live.surging = True
-        excess = {}
-        for region in state.regions:  # every region the SKU sells in, for the routing
-            span = by_region.get(region)
-            if span is None:
-                series = state.series.get((region, index))
-                if series is None:
-                    continue
-                span = self._spans(series, state.category, index, start=start, elapsed=elapsed)[
-                    position
-                ]
-            excess[region] = span.units - span.expected * lift
-        region, warehouse = route(excess, self.policy)
-        chosen = (
-            found.get(region)
-            or found.get(ALL_REGIONS)
-            or max(found.values(), key=lambda a: a.observed - a.expected)
-        )
-        self._decide_surge(
-            sku=sku,
-            state=state,
-            signal=signal,
-            rules=rules,
-            seen=chosen,
-            region=region,
-            warehouse=warehouse,
-            start=start,
-            last_ts=last_ts,
-            decided_at=decided_at,
-            result=result,
-        )
-
-    def _assess_regions(
-        self,
-        state: SkuState,
-        index: int,
-        whole: Series,
-        whole_span: SpanVolume,
-        by_region: dict[str, SpanVolume],
-        *,
-        lift: float,
-        rules: Thresholds,
-        evidence: float,
-    ) -> dict[str, Assessment]:
-        """Each region's span, and the whole SKU's when it sells in several, that surges."""
-        found: dict[str, Assessment] = {}
-        for region, span in by_region.items():
-            series = state.series[(region, index)]
-            seen = self._assess(series, region, span, lift=lift, rules=rules, evidence=evidence)
-            if seen is not None:
-                found[region] = seen
-        if len(state.regions) > 1:
-            seen = self._assess(
-                whole, ALL_REGIONS, whole_span, lift=lift, rules=rules, evidence=evidence
-            )
-            if seen is not None:
-                found[ALL_REGIONS] = seen
-        return found
-
-    def _assess(
-        self,
-        series: Series,
-        region: str,
-        span: SpanVolume,
-        *,
-        lift: float,
-        rules: Thresholds,
-        evidence: float,
-    ) -> Assessment | None:
-        cfg = self.config
-        if series.n < cfg.min_history_windows or not clears_volume(span, lift=lift, rules=rules):
-            return None  # (the evidence bar's inputs are computed only past these)
-        return assess(
-            span,
-            region=region,
-            lift=lift,
-            dispersion=series.dispersion(),
-            relative_error=relative_error(
-                series,
-                prior=cfg.prior_relative_error,
-                prior_windows=cfg.prior_windows,
-                floor=cfg.floor_relative_error,
-                alpha=self._alpha,
-            ),
-            rules=rules,
-            evidence=evidence,
-            model=self._model_name(series),
-        )
-
-    def _conversion(self, state: SkuState, index: int, rules: Thresholds) -> float:
-        """Order units one event of a leading signal stands for."""
-        if index == _ORDER:
-            return 1.0
-        orders, leading = state.whole(_ORDER), state.whole(index)
-        if orders is None or leading is None:
-            return rules.units_per_event
-        return leading_conversion(orders.level, leading.level, rules.units_per_event)
-
-    def _decide_surge(
-        self,
-        *,
-        sku: str,
-        state: SkuState,
-        signal: Signal,
-        rules: Thresholds,
-        seen: Assessment,
-        region: str,
-        warehouse: str,
-        start: int,
-        last_ts: int,
-        decided_at: int,
-        result: StepResult,
-    ) -> None:
-        """Order a surge's expected excess over the lead time, net of stock in flight."""
-        index = _SIGNAL_INDEX[signal]
-        terms = self.policy.order_terms(sku, state.category)
-        supplier = terms.supplier
-        length = self.config.window_ms
-        ledger = state.the_ledger()
-        # The surge's age: the span it fired on, plus the time since this surge's first
-        # trigger when an earlier one is still on the SKU's account.
-        age_ms = seen.span * length + ledger.surge_age(self._clock)
-        hours = surge_hours_ahead(
-            age_hours=age_ms / HOUR_MS,
-            lead_hours=supplier.lead_time_hours,
-            cover_hours=terms.surge_cover_hours,
-        )
-        units = surge_excess_units(
-            observed=seen.observed,
-            expected=seen.expected,
-            span_windows=seen.span,
-            max_extrapolation=self.config.max_extrapolation,
-            surge_windows=hours * HOUR_MS / length,
-        ) * self._conversion(state, index, rules)
-        in_flight = ledger.covering(warehouse, self.policy.central_warehouse, self._clock)
-        # Units earlier triggers of this surge bought that its excess has not used yet:
-        # stock that arrived is on the shelf, not a reason to order the estimate again.
-        unused = round(ledger.surge_stock(self._clock))
-        quantity, capped = order_quantity(units - max(in_flight, unused), terms)
-        if quantity <= 0:
-            result.suppressed += 1
-            return
-        # The span the evidence was counted over: its whole windows before this one, and
-        # where (the region routed to may differ: the whole SKU or several regions fired).
-        since = start - math.ceil(seen.span - 1.0) * length
-        text = surge_explanation(
-            signal=signal,
-            observed=round(seen.observed, 1),
-            expected=seen.expected,
-            shoppers=seen.shoppers,
-            region=seen.region,
-            since_ms=since,
-            order=order_words(quantity, supplier, warehouse, in_flight, capped, unused=unused),
-        )
-        trigger = new_trigger(
-            sku=sku,
-            region=region,
-            reason=SURGE_REASON[signal],
-            window_start=start,
-            window_end=start + length,
-            warehouse=warehouse,
-            supplier=supplier,
-            observed=seen.observed,
-            forecast=seen.expected,
-            quantity=quantity,
-            capped=capped,
-            model=seen.model,
-            decided_at=decided_at,
-            explanation=text,
-            category=state.category,
-            margin=rules.margin,
-            first_event_at=last_ts,
-        )
-        self._record(state, trigger, terms, self._clock)
-        result.triggers.append(trigger)
-
-    def _decide_stockout(
-        self, sku: str, failures: list[OrderEvent], decided_at: int, result: StepResult
-    ) -> None:
-        """Payments failed out of stock: order the backlog plus a short cover, at once."""
-        state = self._skus[sku]
-        ledger = state.the_ledger()
-        order_ids = [f.order_id for f in failures]
-        if ledger.in_cooldown(TriggerReason.STOCKOUT.value, self._clock):
-            ledger.note_failed_orders(order_ids, len(order_ids))
-            result.stockouts_absorbed += len(order_ids)
-            return
-        length = self.config.window_ms
-        first = failures[0]
-        start = first.ts - first.ts % length
-        failed_by_region: dict[str, float] = {}
-        for failure in failures:
-            failed_by_region[failure.region] = failed_by_region.get(failure.region, 0.0) + float(
-                failure.qty
-            )
-        region, warehouse = route(failed_by_region, self.policy)
-        terms = self.policy.order_terms(sku, state.category)
-        supplier = terms.supplier
-        orders = state.whole(_ORDER)
-        forecast, model, spread = 0.0, MODEL_NEW, 0.0
-        if orders is not None and orders.n > 0:
-            factor = self._season.factor(state.category, _ORDER, start, now_ms=self._clock)
-            forecast, model = orders.recent * factor, self._model_name(orders)
-            spread = math.sqrt(orders.variance())
-        in_flight = ledger.covering(warehouse, self.policy.central_warehouse, self._clock)
-        need = stockout_need(
-            failed_units=sum(failed_by_region.values()),
-            forecast_per_window=forecast,
-            cover_windows=self.config.stockout_cover_hours * HOUR_MS / length,
-            error_std=spread,
-        )
-        quantity, capped = order_quantity(need - in_flight, terms)
-        text = stockout_explanation(
-            failures=len(failures),
-            region=region,
-            since_ms=first.ts,
-            order=order_words(quantity, supplier, warehouse, in_flight, capped),
-        )
-        trigger = new_trigger(
-            sku=sku,
-            region=region,
-            reason=TriggerReason.STOCKOUT,
-            window_start=start,
-            window_end=start + length,
-            warehouse=warehouse,
-            supplier=supplier,
-            observed=float(len(failures)),
-            forecast=forecast,
-            quantity=quantity,
-            capped=capped,
-            model=model,
-            decided_at=decided_at,
-            explanation=text,
-            category=state.category,
-            order_ids=tuple(order_ids[: self.config.max_order_ids]),
-            failed_orders=len(order_ids),
-            first_event_at=first.ts,
-        )
-        ledger.backlog_order_ids.clear()
-        ledger.backlog_failed_orders = 0
-        self._record(state, trigger, terms, self._clock)
-        result.triggers.append(trigger)
-
-    def _record(
-        self,
-        state: SkuState,
-        trigger: Trigger,
-        terms: OrderTerms,
-        at_ms: int,
-        *,
-        hold_until_ms: int | None = None,
-    ) -> None:
-        """The single place a decision enters the ledger (cooldown, in flight, and for a
-        surge the SKU's surge account)."""
-        lead_time_ms = round(terms.supplier.lead_time_hours * HOUR_MS)
-        if hold_until_ms is not None:
-            lead_time_ms = max(lead_time_ms, hold_until_ms - at_ms)
-        ledger = state.the_ledger()
-        ledger.record(
-            trigger.trigger_id,
-            trigger.reason.value,
-            trigger.warehouse,
-            trigger.quantity,
-            trigger.tier.value,
-            at_ms=at_ms,
-            cooldown_ms=terms.cooldown_ms,
-            lead_time_ms=lead_time_ms,
-        )
-        if trigger.reason in SURGE_REASONS:
-            ledger.add_surge(trigger.quantity, at_ms=at_ms, memory_ms=self._surge_memory_ms)
-        ledger.expire(at_ms)
 
 
 def _slice_cuts(events: Sequence[ShopEvent], span_ms: int) -> list[int]:
@@ -1495,23 +767,6 @@ def _slice_cuts(events: Sequence[ShopEvent], span_ms: int) -> list[int]:
             cuts.append(at)
             piece = following
     return cuts
-
-
-def _is_total(ref: _SeriesRef) -> bool:
-    """A category's or the shop's total series (closed after the SKUs of its window)."""
-    return ref[0] is None
-
-
-def _units_at(series: Series, start: int) -> float:
-    """Units of one of a series' recent windows (open or kept closed; 0 if it had none)."""
-    live = series.live
-    if live is None:
-        return 0.0
-    cell = live.cells.get(start)
-    if cell is not None:
-        return cell.units
-    window = live.closed(start)
-    return 0.0 if window is None else window.units
 
 
 def process_all(engine: Engine, batches: Iterable[Sequence[ShopEvent]]) -> StepResult:

@@ -24,8 +24,18 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from app.core.evidence import upper_tail
-from app.core.policy import Thresholds
+from app.core.policy import Policy, Thresholds
+from app.core.routing import ALL_REGIONS, route
 from app.core.series import Series
+from app.core.state import (
+    SHOP,
+    SIGNALS,
+    EngineConfig,
+    SharedState,
+    SkuState,
+    model_name,
+)
+from app.core.triggers import SURGE_REASON
 from app.core.windows import CLOSED_FIELDS, Live
 
 
@@ -280,3 +290,221 @@ def relative_error(
     sampling = series.dispersion() / (max(series.level, 1e-9) * effective_windows)
     fade = max(0.0, 1.0 - series.nonzero / prior_windows) if prior_windows > 0 else 0.0
     return math.sqrt(min(sampling, 1.0) + (prior * fade) ** 2 + floor**2)
+
+
+class SurgeFound(NamedTuple):
+    """What the live check found: the span that passed, and where the stock should go."""
+
+    rules: Thresholds
+    seen: Assessment
+    region: str
+    warehouse: str
+
+
+class LiveCheck:
+    """Runs the live check of one (SKU, signal) window over the engine's shared state.
+
+    It shares the engine's SKU states, category totals, seasonality and clock (the same
+    objects, not copies); it marks the series of a surge it finds (or of one still in
+    its cooldown) as surging, so their windows teach the baseline at a reduced weight.
+    """
+
+    def __init__(self, policy: Policy, config: EngineConfig, shared: SharedState) -> None:
+        self.policy = policy
+        self.config = config
+        self._clock, self._season, self._skus, self._categories = shared
+        self._alpha = config.alpha()
+        self._span_lengths = config.span_lengths()
+
+    def check(self, sku: str, index: int, *, start: int) -> SurgeFound | None:
+        """Check one (SKU, signal) window a batch touched: the surge, if the evidence holds.
+
+        Spans of a few lengths ending with that window are tested, shortest first (a sharp
+        surge fires on the shortest, a slow-building one on a longer span with more
+        evidence); the evidence bar is split between them. A window the clock has passed
+        (a batch spanning several windows, a replayed backlog) is judged whole.
+        """
+        state = self._skus.get(sku)
+        if state is None:
+            return None
+        cfg = self.config
+        signal = SIGNALS[index]
+        clock = self._clock.now
+        if state.ledger is not None and state.ledger.in_cooldown(SURGE_REASON[signal].value, clock):
+            # The surge that fired is still on: its windows must not teach the baseline
+            # (nor its dispersion) at full weight, or a launch that runs for a day lifts
+            # its own bar and the next trigger never comes.
+            for (_, at), kept in state.series.items():
+                if at == index and kept.live is not None:
+                    kept.live.surging = True
+            return None
+        rules = self.policy.thresholds(sku, state.category, signal)
+        length = cfg.window_ms
+        whole = state.whole(index)
+        if whole is None or whole.live is None or whole.n < cfg.min_history_windows:
+            return None
+        spans = self._span_lengths
+        if span_units(whole.live, start, length, spans[-1]) < rules.min_volume:
+            return None  # the long tail: too little volume to matter, whatever the baseline
+        elapsed = min(max((clock - start) / length, cfg.min_elapsed_fraction), 1.0)
+        evidence = rules.evidence / len(spans)
+        # The volume must have come in over this much event time (not one instant's burst).
+        persistence = min(cfg.persistence_ms, length // 2)
+        several = len(state.regions) > 1
+        whole_spans = self._spans(whole, state.category, index, start=start, elapsed=elapsed)
+        # A region whose longest span sold less than min_volume cannot pass on any span
+        # (effective volume <= units): its spans are only needed for routing, later.
+        region_spans = {
+            region: (
+                self._spans(series, state.category, index, start=start, elapsed=elapsed)
+                if several
+                else whole_spans
+            )
+            for region in state.regions
+            if (series := state.series.get((region, index))) is not None
+            and (
+                not several
+                or (
+                    series.live is not None
+                    and span_units(series.live, start, length, spans[-1]) >= rules.min_volume
+                )
+            )
+        }
+        group_spans: list[list[SpanVolume]] | None = None  # only once something stands out
+        for position in range(len(spans)):
+            whole_span = whole_spans[position]
+            if whole_span.effective < rules.min_volume or whole_span.covered_ms < persistence:
+                continue  # too little, or one instant's burst: a longer span may hold more
+            by_region = {region: spans_[position] for region, spans_ in region_spans.items()}
+            found = self._assess_regions(
+                state, index, whole, whole_span, by_region, lift=1.0, rules=rules, evidence=evidence
+            )
+            if not found:
+                continue
+            # The whole shop or the whole category moving is normal: it lifts the bar (and a
+            # higher bar passes nothing the plain one did not, so it is computed only now).
+            if group_spans is None:
+                group_spans = [
+                    self._spans(total, name, index, start=start, elapsed=elapsed)
+                    for name in (SHOP, state.category)
+                    if name is not None
+                    and (total := self._categories.get((name, index))) is not None
+                ]
+            lift = 1.0
+            for group in group_spans:
+                lift = max(
+                    lift,
+                    category_factor(
+                        group[position],
+                        whole_span,
+                        cap=cfg.category_factor_cap,
+                        min_expected=cfg.category_min_expected,
+                    ),
+                )
+            if lift > 1.0:
+                found = self._assess_regions(
+                    state,
+                    index,
+                    whole,
+                    whole_span,
+                    by_region,
+                    lift=lift,
+                    rules=rules,
+                    evidence=evidence,
+                )
+            if found:
+                break
+        else:
+            return None
+        for region in found:
+            series = whole if region == ALL_REGIONS else state.series[(region, index)]
+            if series.live is not None:
+                series.live.surging = True
+        excess = {}
+        for region in state.regions:  # every region the SKU sells in, for the routing
+            span = by_region.get(region)
+            if span is None:
+                series = state.series.get((region, index))
+                if series is None:
+                    continue
+                span = self._spans(series, state.category, index, start=start, elapsed=elapsed)[
+                    position
+                ]
+            excess[region] = span.units - span.expected * lift
+        region, warehouse = route(excess, self.policy)
+        chosen = (
+            found.get(region)
+            or found.get(ALL_REGIONS)
+            or max(found.values(), key=lambda a: a.observed - a.expected)
+        )
+        return SurgeFound(rules, chosen, region, warehouse)
+
+    def _spans(
+        self, series: Series, category: str | None, index: int, *, start: int, elapsed: float
+    ) -> list[SpanVolume]:
+        """The series' live spans of every tested length, shortest first."""
+        return span_volumes(
+            series,
+            self._season.lookup(category, index, now_ms=self._clock.now),
+            start=start,
+            elapsed=elapsed,
+            lengths=self._span_lengths,
+            window_ms=self.config.window_ms,
+        )
+
+    def _assess_regions(
+        self,
+        state: SkuState,
+        index: int,
+        whole: Series,
+        whole_span: SpanVolume,
+        by_region: dict[str, SpanVolume],
+        *,
+        lift: float,
+        rules: Thresholds,
+        evidence: float,
+    ) -> dict[str, Assessment]:
+        """Each region's span, and the whole SKU's when it sells in several, that surges."""
+        found: dict[str, Assessment] = {}
+        for region, span in by_region.items():
+            series = state.series[(region, index)]
+            seen = self._assess(series, region, span, lift=lift, rules=rules, evidence=evidence)
+            if seen is not None:
+                found[region] = seen
+        if len(state.regions) > 1:
+            seen = self._assess(
+                whole, ALL_REGIONS, whole_span, lift=lift, rules=rules, evidence=evidence
+            )
+            if seen is not None:
+                found[ALL_REGIONS] = seen
+        return found
+
+    def _assess(
+        self,
+        series: Series,
+        region: str,
+        span: SpanVolume,
+        *,
+        lift: float,
+        rules: Thresholds,
+        evidence: float,
+    ) -> Assessment | None:
+        cfg = self.config
+        if series.n < cfg.min_history_windows or not clears_volume(span, lift=lift, rules=rules):
+            return None  # (the evidence bar's inputs are computed only past these)
+        return assess(
+            span,
+            region=region,
+            lift=lift,
+            dispersion=series.dispersion(),
+            relative_error=relative_error(
+                series,
+                prior=cfg.prior_relative_error,
+                prior_windows=cfg.prior_windows,
+                floor=cfg.floor_relative_error,
+                alpha=self._alpha,
+            ),
+            rules=rules,
+            evidence=evidence,
+            model=model_name(series, cfg.min_history_windows),
+        )

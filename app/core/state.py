@@ -1,14 +1,87 @@
-"""What the engine keeps and returns: its settings, one step's result, one SKU's state."""
+"""What the engine keeps and returns: its settings, one step's result, one SKU's state.
+
+Also the names the engine's pieces (:mod:`~app.core.closing`, :mod:`~app.core.live_check`,
+:mod:`~app.core.decisions`) share: the signal indices, a series' reference, the event
+clock they all read, and which baseline answered.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from app.core.ledger import Ledger
 from app.core.routing import ALL_REGIONS
+from app.core.seasonal import Seasonality
 from app.core.series import Series, level_alpha
 from app.core.units import DAY_MS, HOUR_MS
-from app.events.model import ForecastRecord, Trigger
+from app.events.model import ForecastRecord, Signal, Trigger
+
+#: The signals in the order of their index in a series' key.
+SIGNALS: tuple[Signal, Signal, Signal] = (Signal.SEARCH, Signal.CART_ADD, Signal.ORDER)
+SEARCH, CART, ORDER = 0, 1, 2
+SIGNAL_INDEX = {Signal.SEARCH: SEARCH, Signal.CART_ADD: CART, Signal.ORDER: ORDER}
+#: Key of the whole shop's totals beside the categories' (not a category name: has a NUL).
+SHOP = "\x00shop"
+#: The event clock before any event.
+NO_CLOCK = -(2**62)
+
+#: A series by reference: (sku, or None for a category's or the shop's total; region, or
+#: the category for a total; signal index).
+SeriesRef = tuple[str | None, str, int]
+
+#: Which baseline answered: a series with enough history, a slow mover, a young series.
+MODEL_SEASONAL = "seasonal"
+MODEL_INTERMITTENT = "intermittent"
+MODEL_NEW = "new"
+#: A dense series' River challenger answered (it beats the baseline's forecast).
+MODEL_RIVER = "river"
+#: ``Trigger.model`` of first-tier decisions (sized by the planner, not a forecaster).
+MODEL_PLANNER = "planner"
+
+
+def is_total(ref: SeriesRef) -> bool:
+    """A category's or the shop's total series (closed after the SKUs of its window).
+
+    >>> is_total((None, "shoes", ORDER)), is_total(("K-1", "east", ORDER))
+    (True, False)
+    """
+    return ref[0] is None
+
+
+def model_name(series: Series, min_history_windows: int) -> str:
+    """Which baseline answers for ``series``: too young, mostly empty windows, or seasonal.
+
+    >>> model_name(Series(upto=0), 3)
+    'new'
+    """
+    if series.n < min_history_windows:
+        return MODEL_NEW
+    if series.nonzero * 2 < series.n:
+        return MODEL_INTERMITTENT
+    return MODEL_SEASONAL
+
+
+@dataclass(slots=True)
+class Clock:
+    """The engine's event time, one object shared by the pieces that close, check, decide.
+
+    >>> clock = Clock()
+    >>> clock.now == NO_CLOCK, clock.current_window(60_000)
+    (True, 0)
+    """
+
+    #: The largest event time seen.
+    now: int = NO_CLOCK
+    #: Start of the oldest window still open: windows before it close.
+    frontier: int = NO_CLOCK
+    #: Windows before this one began before the engine saw any event: partial, unlearned.
+    first_full_window: int = NO_CLOCK
+
+    def current_window(self, window_ms: int) -> int:
+        """Start of the window the clock is in (0 before any event)."""
+        clock = self.now if self.now != NO_CLOCK else 0
+        return clock - clock % window_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,3 +309,14 @@ class SkuState:
         if self.ledger is None:
             self.ledger = Ledger()
         return self.ledger
+
+
+class SharedState(NamedTuple):
+    """What the engine's pieces share by reference: they read and change these objects."""
+
+    clock: Clock
+    season: Seasonality
+    #: sku -> its state
+    skus: dict[str, SkuState]
+    #: (category or SHOP, signal index) -> the category's or the shop's total series
+    categories: dict[tuple[str, int], Series]

@@ -110,6 +110,10 @@ def _restart_at_cut(encode: Callable[[bytes], bytes]) -> None:
     assert after_restart.triggers == after_steady.triggers
     # The same records (a restored engine may close a boundary's series in another order).
     assert Counter(after_restart.forecasts) == Counter(after_steady.forecasts)
+    # ... and closes the same windows: the SKUs' and the restored category totals' (the
+    # engine's pieces must read the restored totals, not the ones they were built with).
+    assert after_restart.windows_closed == after_steady.windows_closed
+    assert after_restart.model_updates == after_steady.model_updates
     assert restarted.skus() == steady.skus()
     for sku in steady.skus():
         for signal in Signal:
