@@ -197,8 +197,15 @@ def render(latest: dict[str, Any]) -> str:
             "",
             f"1 worker {_n(sc.get('one_worker_eps'))} events/s, 2 workers "
             f"{_n(sc.get('two_workers_eps'))} events/s: **×{_n(sc.get('scale_2_workers'), 2)}**.",
-            "",
         ]
+        split = sc.get("two_workers_best_split_share")
+        if split:
+            lines += [
+                f"Events per partition {sc.get('partition_events')}: the best split leaves the "
+                f"busier worker {_n(split, 3)} of them (×{_n(1 / split, 2)} at one worker's "
+                f"speed); measured {_n(sc.get('two_workers_busiest_share'), 3)}.",
+            ]
+        lines += [""]
     headline = {k: v for k, v in latest.items() if k not in ("benchmarks", "machine")}
     lines += [
         "### `bench/results/latest.json` headline keys",
