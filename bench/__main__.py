@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    compiled_core,
     decode,
     latency,
     memory,
@@ -48,12 +49,13 @@ BENCHMARKS: dict[str, tuple[Runner, bool]] = {
     "scale": (lambda b, a: scale.run(_need(b), a.events), True),
     "decode": (lambda b, a: decode.run(a.events), False),
     "window_close": (lambda b, a: window_close.run(), False),
+    "compiled_core": (lambda b, a: compiled_core.run(min(a.events, 200_000)), False),
     "replay_scale": (lambda b, a: replay_scale.run(*_replay_scale_options(a)), False),
 }
 
 #: Run by name only: window_close compares with the v1 core, whose forecasts differ since
 #: core v2 (it exits 1 when they do), so it is not a figure of a full run any more.
-BY_NAME_ONLY = frozenset({"window_close"})
+BY_NAME_ONLY = frozenset({"window_close", "compiled_core"})
 
 # Headline keys of latest.json and the benchmark that measures each.
 HEADLINES: dict[str, str] = {

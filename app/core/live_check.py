@@ -195,17 +195,17 @@ def span_volumes(
     expected = level * factor * elapsed
     effective = units = 0.0
     # Sums of counts and event times stay exact as floats (below 2^53): the ring's type.
-    shoppers: float = 0
-    first: float = 2**62
-    last: float = -(2**62)
+    shoppers = 0.0
+    first = float(2**62)
+    last = -float(2**62)
     cells = live.cells if live is not None else {}
     # Kept closed windows: a flat ring, CLOSED_FIELDS doubles a window (see Live).
     ring = live.ring if live is not None else None
     slots = len(ring) // CLOSED_FIELDS if ring is not None else 0
     cell = cells.get(start)
     if cell is not None:
-        effective, units, shoppers = cell.effective(), cell.units, cell.distinct()
-        first, last = cell.first_ts, cell.last_ts
+        effective, units, shoppers = cell.effective(), float(cell.units), float(cell.distinct())
+        first, last = float(cell.first_ts), float(cell.last_ts)
     elif ring is not None and ring[at := start // window_ms % slots * CLOSED_FIELDS] == start:
         # judged after its window closed
         effective, units, shoppers = ring[at + 1], ring[at + 2], ring[at + 6]
