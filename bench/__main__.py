@@ -55,6 +55,8 @@ BENCHMARKS: dict[str, tuple[Runner, bool]] = {
 
 #: Run by name only: window_close compares with the v1 core, whose forecasts differ since
 #: core v2 (it exits 1 when they do), so it is not a figure of a full run any more.
+#: compiled_core builds the core with mypyc (about 15 minutes once) and caps its events at
+#: 200,000: an experiment, not a figure of the service.
 BY_NAME_ONLY = frozenset({"window_close", "compiled_core"})
 
 # Headline keys of latest.json and the benchmark that measures each.
