@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from app.core.live_check import SurgeFound
+from app.core.live_check import SpanVolume, SurgeFound
 from app.core.policy import OrderTerms, Policy, Supplier, Thresholds
 from app.core.routing import ALL_REGIONS, route, route_label
 from app.core.seasonal import Seasonality
@@ -41,7 +41,7 @@ from app.core.triggers import (
     stockout_explanation,
     surge_explanation,
 )
-from app.core.units import HOUR_MS
+from app.core.units import HOUR_MS, MINUTE_MS
 from app.events.model import OrderEvent, Trigger, TriggerReason
 
 
@@ -71,7 +71,7 @@ class Decisions:
     ) -> None:
         """Order a surge's expected excess over the lead time, net of stock in flight."""
         signal = SIGNALS[index]
-        rules, seen, region, warehouse = found
+        rules, seen, region, warehouse, whole, fired = found
         clock = self._clock.now
         terms = self.policy.order_terms(sku, state.category)
         supplier = terms.supplier
@@ -85,10 +85,18 @@ class Decisions:
             lead_hours=supplier.lead_time_hours,
             cover_hours=terms.surge_cover_hours,
         )
+        # The excess rate over the surge's age, as far back as the live spans reach.
+        sized_on = rate_span(whole, fired, age_windows=age_ms / length)
+        if sized_on == fired:  # a first trigger: the span and the regions that fired
+            observed, expected, span_windows = seen.observed, seen.expected, seen.span
+        else:  # an older surge: the whole SKU's longer span, not a burst in it
+            basis, lift = whole[sized_on]
+            observed, expected = basis.effective, basis.expected * lift
+            span_windows = basis.span
         units = surge_excess_units(
-            observed=seen.observed,
-            expected=seen.expected,
-            span_windows=seen.span,
+            observed=observed,
+            expected=expected,
+            span_windows=span_windows,
             max_extrapolation=self.config.max_extrapolation,
             surge_windows=hours * HOUR_MS / length,
         ) * _conversion(state, index, rules)
@@ -111,6 +119,9 @@ class Decisions:
             region=seen.region,
             since_ms=since,
             order=order_words(quantity, supplier, warehouse, in_flight, capped, unused=unused),
+            sized_on=None
+            if sized_on == fired
+            else (round(observed, 1), expected, round(span_windows * length / MINUTE_MS)),
         )
         trigger = new_trigger(
             sku=sku,
@@ -301,6 +312,31 @@ class Decisions:
         if trigger.reason in SURGE_REASONS:
             ledger.add_surge(trigger.quantity, at_ms=at_ms, memory_ms=self._surge_memory_ms)
         ledger.expire(at_ms)
+
+
+def rate_span(
+    whole: tuple[tuple[SpanVolume, float], ...], fired: int, *, age_windows: float
+) -> int:
+    """The position of the span a surge's excess rate is measured over.
+
+    The order is for the surge's rate as it has run over its age (the span that fired,
+    plus the time since the surge's first trigger): the longest live span of the whole
+    SKU that the age covers, never shorter than the one that fired. A first trigger is
+    sized on the span that fired; a later one on up to the last hour, so one burst inside
+    a long surge (6 cart adds in half a window against 0.2 expected) is not extrapolated
+    over the hours its order covers.
+
+    >>> spans = tuple((SpanVolume(0, 0, 0, length - 0.5, 0, 0), 1.0) for length in (2, 4, 12))
+    >>> rate_span(spans, 0, age_windows=1.5), rate_span(spans, 0, age_windows=5)
+    (0, 1)
+    >>> rate_span(spans, 1, age_windows=0.5), rate_span(spans, 0, age_windows=24.5)
+    (1, 2)
+    """
+    at = fired
+    for position in range(fired + 1, len(whole)):
+        if whole[position][0].span <= age_windows + 1e-9:
+            at = position
+    return at
 
 
 def _conversion(state: SkuState, index: int, rules: Thresholds) -> float:

@@ -299,6 +299,11 @@ class SurgeFound(NamedTuple):
     seen: Assessment
     region: str
     warehouse: str
+    #: The whole SKU's live spans (every region), shortest first, each with the lift of
+    #: the shop or category over it: what the order is sized on (``app.core.decisions``).
+    whole: tuple[tuple[SpanVolume, float], ...]
+    #: The position in ``whole`` of the span length that fired.
+    fired: int
 
 
 class LiveCheck:
@@ -390,17 +395,7 @@ class LiveCheck:
                     if name is not None
                     and (total := self._categories.get((name, index))) is not None
                 ]
-            lift = 1.0
-            for group in group_spans:
-                lift = max(
-                    lift,
-                    category_factor(
-                        group[position],
-                        whole_span,
-                        cap=cfg.category_factor_cap,
-                        min_expected=cfg.category_min_expected,
-                    ),
-                )
+            lift = self._lift(group_spans, position, whole_span)
             if lift > 1.0:
                 found = self._assess_regions(
                     state,
@@ -437,7 +432,25 @@ class LiveCheck:
             or found.get(ALL_REGIONS)
             or max(found.values(), key=lambda a: a.observed - a.expected)
         )
-        return SurgeFound(rules, chosen, region, warehouse)
+        whole_lifted = tuple(
+            (span, self._lift(group_spans or [], at, span)) for at, span in enumerate(whole_spans)
+        )
+        return SurgeFound(rules, chosen, region, warehouse, whole_lifted, position)
+
+    def _lift(self, group_spans: list[list[SpanVolume]], at: int, span: SpanVolume) -> float:
+        """How far the shop or the SKU's category runs ahead over the SKU's span ``at``."""
+        lift = 1.0
+        for group in group_spans:
+            lift = max(
+                lift,
+                category_factor(
+                    group[at],
+                    span,
+                    cap=self.config.category_factor_cap,
+                    min_expected=self.config.category_min_expected,
+                ),
+            )
+        return lift
 
     def _spans(
         self, series: Series, category: str | None, index: int, *, start: int, elapsed: float

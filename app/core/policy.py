@@ -130,7 +130,7 @@ class OrderTerms:
     cooldown_ms: int
     safety_z: float
     #: Hours after a surge order arrives that it covers (the next trigger can top it up).
-    surge_cover_hours: float = 2.0
+    surge_cover_hours: float = 6.0
 
 
 _DEFAULTS = Overrides(
@@ -144,7 +144,7 @@ _DEFAULTS = Overrides(
     max_order=100_000,
     supplier=DEFAULT_SUPPLIER,
     safety_z=1.65,
-    surge_cover_hours=2.0,
+    surge_cover_hours=6.0,
 )
 # Searches are the earliest and noisiest signal: the highest margin. The leading signals'
 # volume floors count distinct shoppers (5 searching, 6 adding to cart within the live

@@ -198,17 +198,32 @@ def surge_explanation(
     region: str,
     since_ms: int,
     order: str,
+    sized_on: tuple[float, float, int] | None = None,
 ) -> str:
     """One sentence for a surge trigger.
+
+    ``sized_on``: ``(observed, expected, minutes)`` of the whole SKU's longer span the
+    order was sized on, when it is not the span that fired (a surge already running).
 
     >>> surge_explanation(signal=Signal.CART_ADD, observed=412, expected=180, shoppers=390,
     ...                   region="east", since_ms=1_700_000_000_000, order="ordering 600")
     'cart adds 412 vs 180 expected (×2.3) from 390 shoppers in east since 22:13; ordering 600'
+    >>> surge_explanation(signal=Signal.CART_ADD, observed=6, expected=0.2, shoppers=3,
+    ...                   region="*", since_ms=1_700_000_000_000, order="ordering 7",
+    ...                   sized_on=(58, 31.4, 58)).split("; ")[1]
+    'sized on 58 vs 31 expected in the last 58 min'
     """
+    sized = (
+        ""
+        if sized_on is None
+        else f"sized on {sized_on[0]:g} vs {expected_text(sized_on[1])} expected "
+        f"in the last {sized_on[2]} min; "
+    )
     return (
         f"{SIGNAL_WORDS[signal]} {observed:g} vs {expected_text(expected)} expected "
         f"({change_words(observed, expected)}) from {shoppers} shopper"
         f"{'s' if shoppers != 1 else ''} in {region_words(region)} since {clock_text(since_ms)}; "
+        + sized
         + order
     )
 

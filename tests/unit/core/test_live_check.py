@@ -109,7 +109,9 @@ def test_searches_have_the_highest_bar(make_engine: Callable[..., Engine]) -> No
 def test_cooldown_blocks_the_same_reason_until_it_ends(make_engine: Callable[..., Engine]) -> None:
     engine = make_engine()
     fired: dict[int, list[TriggerReason]] = {}
-    surges = {10: 60, 11: 90, 135: 60}  # window -> orders in its first half; cooldown 120 min
+    # window -> orders in its first half; cooldown 120 min. The surge at 135 is large: the
+    # stock bought at 10 and 11 is still unsold, and an order is netted of it.
+    surges = {10: 60, 11: 90, 135: 600}
     for w in range(140):
         start = T0 + w * MINUTE
         batch = [

@@ -13,8 +13,10 @@ surge) is
 where hours ahead = a ln((a + L) / a) x a / (a + L) + a ln((a + L + R) / (a + L)): the
 excess the surge's order can still meet if a surge of age ``a`` runs on with the odds of
 its age (``app.core.sizing.surge_hours_ahead``). A first trigger's age is the span it
-fired on: half a window here, 0.5 min. With S-12's L = 0.1 h and the default R = 2 h,
-that is 1.583 windows of the excess rate: a surge seconds old orders little.
+fired on: half a window here, 0.5 min. With S-12's L = 0.1 h and the default R = 6 h,
+that is 2.115 windows of the excess rate: a surge seconds old orders little. A first
+trigger's rate is measured over the span that fired; a later one's over the whole SKU's
+longest live span its age covers (``app.core.decisions.rate_span``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ SURGE_WINDOW = T0 + 10 * MINUTE
 HALF_WAY = SURGE_WINDOW + 30_000  # elapsed share of the window: exactly 0.5
 
 
-def _surge_windows(age_windows: float, lead_hours: float, cover_hours: float = 2.0) -> float:
+def _surge_windows(age_windows: float, lead_hours: float, cover_hours: float = 6.0) -> float:
     """Windows (1 minute) of the excess rate a surge of this age is ordered for."""
     age = age_windows / 60
     arrives = age + lead_hours
@@ -94,13 +96,13 @@ def test_quantity_is_the_excess_a_surge_of_its_age_brings(
     engine = make_engine()
     _steady(engine, "A", ("east",))
     (trigger,) = _surge(engine, "A", {"east": 60})
-    # 60 in half a window vs 10 expected: 50 excess / 0.5 = 100 a window, for the 1.583
-    # windows a half-window-old surge is ordered for: 158.3 -> 160 in packs of 10.
+    # 60 in half a window vs 10 expected: 50 excess / 0.5 = 100 a window, for the 2.115
+    # windows a half-window-old surge is ordered for: 211.5 -> 220 in packs of 10.
     assert (trigger.observed, trigger.forecast, trigger.ratio) == (60, 10, 6)
-    assert _surge_windows(0.5, 0.1) == pytest.approx(1.5829, abs=1e-4)
-    assert (trigger.quantity, trigger.capped_by_capacity) == (_packs(100 * 1.5829), False)
-    assert trigger.quantity == 160
-    assert engine.in_flight("A", "WH-east") == 160
+    assert _surge_windows(0.5, 0.1) == pytest.approx(2.1148, abs=1e-4)
+    assert (trigger.quantity, trigger.capped_by_capacity) == (_packs(100 * 2.1148), False)
+    assert trigger.quantity == 220
+    assert engine.in_flight("A", "WH-east") == 220
 
 
 def test_an_early_bulky_surge_is_extrapolated_at_most_twofold(
@@ -113,9 +115,9 @@ def test_an_early_bulky_surge_is_extrapolated_at_most_twofold(
     (trigger,) = engine.process(batch).triggers
     # Expected 0.1 x 20 = 2; excess 58. Extrapolated by the elapsed share this would be
     # 580 a window; bounded at x2 it is 116 a window, for a surge a tenth of a window old
-    # (0.310 windows): 35.9 -> 40.
+    # (0.416 windows): 48.3 -> 50.
     assert (trigger.observed, trigger.forecast) == (60, 2)
-    assert trigger.quantity == _packs(116 * _surge_windows(0.1, 0.1)) == 40
+    assert trigger.quantity == _packs(116 * _surge_windows(0.1, 0.1)) == 50
 
 
 def test_the_hours_a_surge_order_covers_after_arrival_are_a_policy_setting(
@@ -153,11 +155,11 @@ def test_stock_in_flight_is_subtracted(make_engine: Callable[..., Engine]) -> No
     )
     assert planned is not None and planned.quantity == 100 and planned.warehouse == "WH-east"
     (trigger,) = _surge(engine, "A", {"east": 60})
-    assert (trigger.quantity, trigger.capped_by_capacity) == (160 - 100, False)
+    assert (trigger.quantity, trigger.capped_by_capacity) == (220 - 100, False)
     assert "after 100 in flight" in trigger.explanation
     # Once the lead time has passed the pre-warm stock is no longer in flight.
     assert engine.ledger("A") is not None
-    assert engine.ledger("A").in_flight("WH-east", SURGE_WINDOW + 6 * MINUTE) == 60  # type: ignore[union-attr]
+    assert engine.ledger("A").in_flight("WH-east", SURGE_WINDOW + 6 * MINUTE) == 120  # type: ignore[union-attr]
 
 
 def test_supplier_capacity_within_the_lead_time_clamps_the_order(
@@ -178,9 +180,9 @@ def test_a_surge_in_one_region_goes_to_that_regions_warehouse(
     engine = make_engine()
     _steady(engine, "B", ("east", "west"))
     (trigger,) = _surge(engine, "B", {"east": 40})
-    # East: 80 a window vs 20 -> 60 x 1.583 = 95.0 -> 100.
-    assert _packs(60 * _surge_windows(0.5, 0.1)) == 100
-    assert (trigger.region, trigger.warehouse, trigger.quantity) == ("east", "WH-east", 100)
+    # East: 80 a window vs 20 -> 60 x 2.115 = 126.9 -> 130.
+    assert _packs(60 * _surge_windows(0.5, 0.1)) == 130
+    assert (trigger.region, trigger.warehouse, trigger.quantity) == ("east", "WH-east", 130)
 
 
 def test_a_surge_in_several_regions_goes_to_the_central_warehouse(
@@ -189,9 +191,9 @@ def test_a_surge_in_several_regions_goes_to_the_central_warehouse(
     engine = make_engine()
     _steady(engine, "B", ("east", "west"))
     (trigger,) = _surge(engine, "B", {"east": 40, "west": 40})
-    # All regions: 160 a window vs 40 -> 120 x 1.583 = 189.9 -> 190.
+    # All regions: 160 a window vs 40 -> 120 x 2.115 = 253.8 -> 260.
     assert (trigger.region, trigger.warehouse) == ("east+west", "WH-central")
-    assert (trigger.observed, trigger.forecast, trigger.quantity) == (80, 20, 190)
+    assert (trigger.observed, trigger.forecast, trigger.quantity) == (80, 20, 260)
     # Counted over the whole SKU (every region it sells in), routed to the central one.
     assert "from 80 shoppers in all regions since" in trigger.explanation
 
@@ -268,11 +270,19 @@ def test_a_later_trigger_of_the_same_surge_is_netted_of_what_the_first_bought(
         for i in range(60)
     ]
     (second,) = engine.process(batch).triggers
-    # Twelve minutes after the first trigger the surge is older, so its excess rate is
-    # ordered for longer (age 0.5 + 12 windows); the 120 still unsold come off.
-    rate = (second.observed - second.forecast) / 0.5
-    assert second.quantity == _packs(rate * _surge_windows(12.5, 0.1) - 120)
-    assert second.quantity > first.quantity
+    # Twelve minutes after the first trigger the surge is older (age 0.5 + 12 windows), so
+    # its excess rate is ordered for longer, and measured over the longest live span of
+    # the SKU that age covers: 4 windows here (three ordinary ones and the burst's half),
+    # 120 sold vs 7 half-windows of the level (the burst taught it a little: 20.3 a
+    # window). The 120 still unsold come off.
+    assert second.observed == 60 and second.forecast == pytest.approx(10.156, abs=1e-3)
+    expected = 7 * second.forecast
+    rate = (120 - expected) / 3.5
+    assert second.quantity == _packs(rate * _surge_windows(12.5, 0.1, 2) - 120) == 280
+    # The burst alone, extrapolated over those hours as a first trigger's span is: 2,720.
+    burst = (second.observed - second.forecast) / 0.5
+    assert _packs(burst * _surge_windows(12.5, 0.1, 2) - 120) == 2720
+    assert "; sized on 120 vs 71 expected in the last 4 min; ordering 280" in second.explanation
     assert "after 120 ordered for this surge and not yet sold" in second.explanation
 
 
