@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from app.core import Engine, EngineConfig, Policy, parse_policy
+from app.core.live_check import SurgeFound
 from app.core.series import Series
 from app.core.units import DAY_MS
 from app.events.model import CartAddEvent, OrderEvent, OrderStatus, SearchEvent, ShopEvent
@@ -103,6 +104,39 @@ def test_a_whole_category_rising_together_fires_nothing_one_sku_alone_fires(
     assert _category_run(make_engine(), dict.fromkeys(GAMES, 2)) == []
     # One of them alone four times as much, the other nine steady: a surge, at once.
     assert _category_run(make_engine(), {"G-3": 4}) == [(60, "G-3", "order_surge")]
+
+
+def test_a_surge_s_spans_for_sizing_carry_the_category_s_lift_over_each(
+    make_engine: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The whole category sells twice as much from window 60, G-3 six times as much: G-3
+    # surges against its category. A later trigger is sized on a longer span of the whole
+    # SKU, so each span carries the lift the category had over that span, not the lift
+    # of the span that fired (the category's doubling is a sliver of the longest span).
+    engine = make_engine()
+    found: list[SurgeFound] = []
+    check = engine._check.check
+
+    def spy(sku: str, index: int, *, start: int) -> SurgeFound | None:
+        result = check(sku, index, start=start)
+        if result is not None:
+            found.append(result)
+        return result
+
+    monkeypatch.setattr(engine._check, "check", spy)
+    factor = dict.fromkeys(GAMES, 2) | {"G-3": 6}
+    assert _category_run(engine, factor) == [(60, "G-3", "order_surge")]
+    first = found[0]
+    lifts = [lift for _, lift in first.whole]
+    # Fired on the current window and the one before (half doubled: x1.34); over the
+    # current window alone the other nine games run x2, over longer spans less and less.
+    assert len(lifts) == 4 and first.fired == 1
+    assert lifts[0] == pytest.approx(2.0, abs=0.05)
+    assert lifts[0] > lifts[1] > lifts[2] > lifts[3] > 1.0
+    spans = [span.span for span, _ in first.whole]
+    # the longest span: 23 ordinary windows and the doubled part of this one
+    rest = 9 * 20 * (23 + 2 * (spans[-1] - 23)) / (9 * 20 * spans[-1])
+    assert lifts[-1] == pytest.approx(rest, abs=0.01) and lifts[-1] < 1.05
 
 
 STOCKOUT_POLICY = """
