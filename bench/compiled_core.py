@@ -114,9 +114,8 @@ def build(directory: Path | None = None) -> tuple[Path, dict[str, Any]]:
 
 def batches(events: int) -> list[list[Any]]:
     """The workload's first ``events`` decoded events in per-partition batches."""
-    from aiokafka.partitioner import murmur2
-
     from app.events.codec import decode_event
+    from app.streaming.records import partition_for
     from app.traffic.generator import TopicNames, TrafficGenerator
     from bench.workload import PARTITIONS, plan_for
 
@@ -129,7 +128,7 @@ def batches(events: int) -> list[list[Any]]:
         if n >= events:
             break
         event = decode_event(record.encoded(), signals[record.topic])
-        partition = (murmur2(record.key.encode()) & 0x7FFFFFFF) % PARTITIONS
+        partition = partition_for(record.key.encode(), PARTITIONS)
         slot = open_.setdefault((record.topic, partition), [])
         slot.append(event)
         if len(slot) >= BATCH:

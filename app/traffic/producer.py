@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from app.config import Settings
 from app.events.codec import iso_ms
 from app.events.model import OUT_OF_STOCK
+from app.streaming.records import partition_for
 from app.traffic.generator import Record, TrafficGenerator
 
 MAX_WALL_RATE = 200_000.0
@@ -175,7 +175,7 @@ class _BatchSender:
         if topic not in self.partitions:
             self.partitions[topic] = sorted(await self.producer.partitions_for(topic))
         every = self.partitions[topic]
-        return int(every[(murmur2(key) & 0x7FFFFFFF) % len(every)])
+        return int(every[partition_for(key, len(every))])
 
 
 async def produce_to_kafka(
