@@ -86,13 +86,15 @@ class Decisions:
             cover_hours=terms.surge_cover_hours,
         )
         # The excess rate over the surge's age, as far back as the live spans reach.
-        sized_on = rate_span(whole, fired, age_windows=age_ms / length)
-        if sized_on == fired:  # a first trigger: the span and the regions that fired
-            observed, expected, span_windows = seen.observed, seen.expected, seen.span
-        else:  # an older surge: the whole SKU's longer span, not a burst in it
-            basis, lift = whole[sized_on]
+        at = rate_span(whole, fired, age_windows=age_ms / length)
+        # a first trigger: the span and the regions that fired
+        observed, expected, span_windows = seen.observed, seen.expected, seen.span
+        sized_on = None  # an older surge: the whole SKU's longer span, not a burst in it
+        if at != fired:
+            basis, lift = whole[at]
             observed, expected = basis.effective, basis.expected * lift
             span_windows = basis.span
+            sized_on = (round(observed, 1), expected, round(span_windows * length / MINUTE_MS))
         units = surge_excess_units(
             observed=observed,
             expected=expected,
@@ -119,9 +121,7 @@ class Decisions:
             region=seen.region,
             since_ms=since,
             order=order_words(quantity, supplier, warehouse, in_flight, capped, unused=unused),
-            sized_on=None
-            if sized_on == fired
-            else (round(observed, 1), expected, round(span_windows * length / MINUTE_MS)),
+            sized_on=sized_on,
         )
         trigger = new_trigger(
             sku=sku,
