@@ -350,19 +350,23 @@ class Engine:
             return result
         self._close_due(result, limit=None)
         for sku in sorted(self._skus):
-            state = self._skus[sku]
-            for (region, index), series in state.series.items():
-                if series.live is None or not any(s < frontier for s in series.live.cells):
-                    self._closer.skip_to(
-                        series,
-                        frontier,
-                        sku=sku,
-                        region=region,
-                        index=index,
-                        category=state.category,
-                        result=result,
-                    )
+            self._fold_idle(sku, self._skus[sku], result)
         return result
+
+    def _fold_idle(self, sku: str, state: SkuState, result: StepResult) -> None:
+        """Fold a SKU's idle series up to the frontier: a forecast record per idle stretch."""
+        frontier = self._time.frontier
+        for (region, index), series in state.series.items():
+            if series.live is None or not any(s < frontier for s in series.live.cells):
+                self._closer.skip_to(
+                    series,
+                    frontier,
+                    sku=sku,
+                    region=region,
+                    index=index,
+                    category=state.category,
+                    result=result,
+                )
 
     def forecast(
         self, sku: str, signal: Signal = Signal.ORDER, region: str | None = None
@@ -746,6 +750,9 @@ class Engine:
                 continue
             if any(s.live is not None and s.live.cells for s in state.series.values()):
                 continue
+            # Its idle stretches' forecast records come out now: the SKU will not be
+            # touched again to publish them, and a planner needs them as much as any.
+            self._fold_idle(sku, state, result)
             del self._skus[sku]
             result.expired_skus.add(sku)
 

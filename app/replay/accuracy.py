@@ -18,6 +18,13 @@ baselines a planner could have used instead:
 Each baseline is compared on exactly the windows where it is defined (enough history),
 so ``mase = MAE(engine) / MAE(baseline)`` on those windows: below 1 means the engine beats
 the baseline. ``wape = sum |forecast - actual| / sum actual`` over all windows.
+
+Absolute errors reward a forecast of 0 on intermittent demand (most windows sell
+nothing, so the median is 0), however much of the demand that leaves unplanned. Two
+figures say what MASE cannot: ``bias = sum forecast / sum actual - 1`` over all windows
+(-0.62: the forecasts hold 38 % of the units sold), and ``rmse_ratio`` per baseline, the
+root of the engine's summed squared errors over the baseline's on the same windows (the
+M5 competition scored intermittent sales by squared errors for this reason).
 """
 
 from __future__ import annotations
@@ -47,11 +54,18 @@ class ErrorSums:
     baseline_abs: float = 0.0
     actual: float = 0.0
     windows: int = 0
+    engine_sq: float = 0.0
+    baseline_sq: float = 0.0
 
     @property
     def mase(self) -> float | None:
         """Engine MAE over baseline MAE (``None`` when the baseline never erred)."""
         return self.engine_abs / self.baseline_abs if self.baseline_abs > 0 else None
+
+    @property
+    def rmse_ratio(self) -> float | None:
+        """Engine RMSE over baseline RMSE on the same windows (``None``: baseline exact)."""
+        return math.sqrt(self.engine_sq / self.baseline_sq) if self.baseline_sq > 0 else None
 
     @property
     def baseline_wape(self) -> float | None:
@@ -79,12 +93,17 @@ class AccuracyTracker:
     0.2727
     >>> round(tracker.baselines[PREVIOUS].mase, 4)  # engine 2 vs naive 0 + 2 + 1, windows 1..3
     0.6667
+    >>> round(tracker.baselines[PREVIOUS].rmse_ratio, 4)  # sqrt((0 + 4 + 0) / (0 + 4 + 1))
+    0.8944
+    >>> round(tracker.bias, 4)  # forecasts 8 against 11 sold
+    -0.2727
     """
 
     lags: dict[str, int]
     ma_windows: int = 7
     engine_abs: float = 0.0
     actual_sum: float = 0.0
+    forecast_sum: float = 0.0
     windows: int = 0
     baselines: dict[str, ErrorSums] = field(default_factory=dict)
     _series: dict[Hashable, _Series] = field(default_factory=dict, repr=False)
@@ -110,6 +129,11 @@ class AccuracyTracker:
     def wape(self) -> float | None:
         return self.engine_abs / self.actual_sum if self.actual_sum > 0 else None
 
+    @property
+    def bias(self) -> float | None:
+        """Units forecast over units sold, minus 1 (negative: under-forecast)."""
+        return self.forecast_sum / self.actual_sum - 1.0 if self.actual_sum > 0 else None
+
     def add(self, key: Hashable, window: int, forecast: float, actual: float) -> None:
         series = self._series.get(key)
         size = self.memory
@@ -124,6 +148,7 @@ class AccuracyTracker:
         error = abs(forecast - actual)
         self.engine_abs += error
         self.actual_sum += actual
+        self.forecast_sum += forecast
         self.windows += 1
         known = window - series.first  # windows of history this series has
         for name, lag in self.lags.items():
@@ -144,6 +169,8 @@ class AccuracyTracker:
         sums = self.baselines[name]
         sums.engine_abs += engine_error
         sums.baseline_abs += baseline_error
+        sums.engine_sq += engine_error * engine_error
+        sums.baseline_sq += baseline_error * baseline_error
         sums.actual += actual
         sums.windows += 1
 
@@ -170,10 +197,13 @@ class AccuracyTracker:
             "seasonal_naive": seasonal,
             "mase_vs_seasonal_naive": _round(self.baselines[seasonal].mase),
             "mase_vs_moving_average": _round(self.baselines[MOVING_AVERAGE].mase),
+            "rmse_ratio_vs_seasonal_naive": _round(self.baselines[seasonal].rmse_ratio),
+            "bias": _round(self.bias),
             "baselines": {
                 name: {
                     "windows": sums.windows,
                     "mase": _round(sums.mase),
+                    "rmse_ratio": _round(sums.rmse_ratio),
                     "baseline_wape": _round(sums.baseline_wape),
                     "engine_wape": _round(
                         sums.engine_abs / sums.actual if sums.actual > 0 else None

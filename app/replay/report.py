@@ -110,6 +110,8 @@ def build_summary(inputs: ReportInputs) -> dict[str, Any]:
         "wape": category.get("wape"),
         "mase_vs_seasonal_naive": mase,
         "mase_vs_moving_average": category.get("mase_vs_moving_average"),
+        "rmse_ratio_vs_seasonal_naive": category.get("rmse_ratio_vs_seasonal_naive"),
+        "forecast_bias": category.get("bias"),
         "accuracy_level": "category (sum of SKU forecasts per category and window)",
         "accuracy": {"category": category, "sku": sku},
         "stockout_reduction_vs_daily": reduction,
@@ -179,6 +181,15 @@ def _fmt(value: Any, percent: bool = False) -> str:
     if isinstance(value, float):
         return f"{value * 100:.1f} %" if percent else f"{value:.3f}"
     return str(value)
+
+
+def _signed_percent(value: Any) -> str:
+    """A relative difference as a signed percentage.
+
+    >>> _signed_percent(-0.6152), _signed_percent(0.05), _signed_percent(None)
+    ('-61.5 %', '+5.0 %', 'n/a')
+    """
+    return "n/a" if value is None else f"{value * 100:+.1f} %"
 
 
 def _top_skus(outcome: ReplayOutcome) -> list[str]:
@@ -263,7 +274,8 @@ def _accuracy_rows(level: str, figures: dict[str, Any]) -> list[str]:
     for name, sums in figures.get("baselines", {}).items():
         rows.append(
             f"| {level} | {name} | {sums['windows']} | {_fmt(sums['engine_wape'], True)} "
-            f"| {_fmt(sums['baseline_wape'], True)} | {_fmt(sums['mase'])} |"
+            f"| {_fmt(sums['baseline_wape'], True)} | {_fmt(sums['mase'])} "
+            f"| {_fmt(sums['rmse_ratio'])} |"
         )
     return rows
 
@@ -357,7 +369,9 @@ def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
         f"Category level: WAPE {_fmt(category.get('wape'), True)} (accuracy "
         f"{_fmt(category.get('accuracy'), True)}), MASE vs seasonal naive "
         f"({category.get('seasonal_naive')}) {_fmt(category.get('mase_vs_seasonal_naive'))}, "
-        f"vs moving average {_fmt(category.get('mase_vs_moving_average'))}; "
+        f"vs moving average {_fmt(category.get('mase_vs_moving_average'))}; RMSE vs seasonal "
+        f"naive {_fmt(category.get('rmse_ratio_vs_seasonal_naive'))}; units forecast vs sold "
+        f"{_signed_percent(category.get('bias'))}; "
         f"{category.get('series')} categories, {category.get('windows')} category-windows."
         + (
             f" The log names no categories: `{NO_CATEGORY}` is the total over all SKUs."
@@ -367,15 +381,20 @@ def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
         "",
         f"SKU level (a SKU over all regions): WAPE {_fmt(sku.get('wape'), True)}, MASE vs seasonal "
         f"naive ({sku.get('seasonal_naive')}) {_fmt(sku.get('mase_vs_seasonal_naive'))}, vs "
-        f"moving average {_fmt(sku.get('mase_vs_moving_average'))}; {sku.get('series')} series, "
+        f"moving average {_fmt(sku.get('mase_vs_moving_average'))}; units forecast vs sold "
+        f"{_signed_percent(sku.get('bias'))}; {sku.get('series')} series, "
         f"{sku.get('windows')} SKU-windows.",
         "",
         "MASE here is the engine's mean absolute error over the baseline's, on the windows where "
         "the baseline has history (below 1: the engine is better). WAPE = sum of absolute errors "
-        "/ sum of actuals. Moving average: mean of the previous 7 windows.",
+        "/ sum of actuals. Moving average: mean of the previous 7 windows. Absolute errors "
+        "favour forecasting 0 where most windows sell nothing, however many units that leaves "
+        "unplanned: the RMSE ratio (engine / baseline, squared errors, same windows) and the "
+        "units forecast against units sold say what MASE cannot.",
         "",
-        "| level | baseline | windows | engine WAPE | baseline WAPE | MASE (engine / baseline) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| level | baseline | windows | engine WAPE | baseline WAPE | MASE (engine / baseline) "
+        "| RMSE ratio |",
+        "|---|---|---:|---:|---:|---:|---:|",
         *_accuracy_rows("category", category),
         *_accuracy_rows("SKU", sku),
         "",

@@ -172,3 +172,20 @@ def test_snapshot_is_small_and_checked() -> None:
         engine.restore("SKU-2", engine.snapshot("SKU-1"))
     with pytest.raises(KeyError):
         engine.snapshot("never-seen")
+
+
+def test_core_api_names_every_engine_config_field_and_no_other() -> None:
+    # docs/CORE_API.md listed v1's configuration for weeks after core v2 replaced it.
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from app.core.state import EngineConfig
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "CORE_API.md").read_text()
+    section = text[text.index("## EngineConfig") :]
+    section = section[: section.index("\n## ", 1)]
+    named = set(re.findall(r"`([a-z_]+)`", section))
+    fields = {field.name for field in dataclasses.fields(EngineConfig)}
+    assert fields - named == set()  # every field documented
+    assert named - fields == set()  # no field that is gone

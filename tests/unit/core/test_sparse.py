@@ -74,3 +74,32 @@ def test_an_idle_stretch_folded_at_once_forecasts_what_its_days_forecast_one_by_
     assert all(0 < later < earlier for earlier, later in itertools.pairwise(forecasts))
     assert forecasts[0] == pytest.approx(1.375)  # the short-memory mean of the last days
     assert record.forecast == pytest.approx(sum(forecasts), rel=1e-12)
+
+
+def test_a_sku_forgotten_after_its_retention_publishes_its_idle_stretch_first() -> None:
+    # Before 2026-12-05 a SKU forgotten after its retention took the forecast of the
+    # days since its last sale with it: no record for them ever came out, and a planner
+    # reading demand.forecasts saw nothing (DIGINETICA: 62 % of paid units under-forecast).
+    config = EngineConfig(window_ms=DAY, grace_ms=0, retention_ms=14 * DAY)
+    engine = Engine(config=config)
+    engine.process([SearchEvent(D0, "other")])
+    sale_day = D0 + 3 * DAY
+    engine.process([OrderEvent(sale_day + 5 * 3_600_000, "A", "o1", OrderStatus.PAID, qty=2)])
+    watched = []
+    for day in range(1, 15):  # what the engine forecast for each quiet day, asked that day
+        engine.advance(sale_day + day * DAY)
+        known = engine.forecast("A")
+        assert known is not None
+        watched.append(known[0])
+    result = engine.advance(sale_day + 15 * DAY)  # 14 days and 19 h idle: forgotten now
+    assert "A" in result.expired_skus and "A" not in engine.skus()
+    (record,) = [r for r in result.forecasts if r.sku == "A"]
+    # One record from the day after the sale to the frontier, holding what those days'
+    # forecasts were, with nothing sold.
+    assert (record.window_start, record.window_end, record.actual) == (
+        sale_day + DAY,
+        sale_day + 15 * DAY,
+        0,
+    )
+    assert record.forecast == pytest.approx(sum(watched), rel=1e-12)
+    assert record.forecast == pytest.approx(2 * (1 - 0.5**14))  # half the sale, halving daily

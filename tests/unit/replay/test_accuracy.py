@@ -35,6 +35,29 @@ def test_daily_windows_compare_with_yesterday_and_last_week() -> None:
     assert tracker.seasonal_baseline() == YESTERDAY
 
 
+def test_a_zero_forecast_of_a_slow_mover_wins_on_mase_and_shows_in_bias_and_rmse() -> None:
+    # One unit sold every tenth day. Forecasting 0 misses every unit; forecasting the
+    # rate (0.1 a day) plans them all. Absolute errors prefer the zeros; the bias and
+    # the squared errors say which forecast a planner can stock from.
+    actuals = [1.0 if day % 10 == 9 else 0.0 for day in range(40)]
+    zeros, rate = AccuracyTracker.for_window(DAY_MS), AccuracyTracker.for_window(DAY_MS)
+    for day, actual in enumerate(actuals):
+        zeros.add("sku", day, 0.0, actual)
+        rate.add("sku", day, 0.1, actual)
+    zero_week, rate_week = zeros.baselines[LAST_WEEK], rate.baselines[LAST_WEEK]
+    # days 7..39 against the same day last week: 4 sales (days 9, 19, 29, 39) the naive
+    # misses and 3 echoes (16, 26, 36) it invents: 7 units of error
+    assert zero_week.windows == rate_week.windows == 33
+    assert zero_week.mase == pytest.approx(4 / 7)
+    assert rate_week.mase == pytest.approx((4 * 0.9 + 29 * 0.1) / 7)  # 0.93: worse
+    assert zeros.bias == pytest.approx(-1.0)  # no unit forecast
+    assert rate.bias == pytest.approx(0.0)  # 4 units forecast, 4 sold
+    assert zero_week.rmse_ratio == pytest.approx((4 / 7) ** 0.5)  # 0.76
+    assert rate_week.rmse_ratio == pytest.approx(((4 * 0.81 + 29 * 0.01) / 7) ** 0.5)  # 0.71
+    assert rate.summary()["bias"] == 0.0
+    assert zeros.summary()["rmse_ratio_vs_seasonal_naive"] == pytest.approx(0.7559)
+
+
 def test_a_skipped_window_is_not_used_as_history() -> None:
     tracker = AccuracyTracker.for_window(DAY_MS)
     tracker.add("sku", 0, 1.0, 5.0)
