@@ -404,3 +404,32 @@ def test_a_restart_from_a_commit_time_write_still_publishes_the_restored_windows
     closed = sorted(record.window_start for record in outcome.forecasts)
     assert closed and min(closed) == start + 2 * minute  # windows 3, 4 and 5 close on time
     assert all(record.sku == "A" for record in outcome.forecasts)
+
+
+def test_a_sku_forgotten_after_its_retention_publishes_its_last_forecast_and_its_state_goes(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """A SKU with no events for 28 days is forgotten: its state is deleted, and the
+    forecast of its idle days is published first (before 2026-12-05 it never was)."""
+    processor = BatchProcessor(settings, clock=clock)  # the real engine
+
+    def at(sku: str, ts: int, offset: int) -> tuple[int, bytes, bytes]:
+        return (offset, sku.encode(), orjson.dumps({"ts": ts, "sku": sku}))
+
+    minute, day = 60_000, 86_400_000
+    start = T0 - T0 % minute + minute  # the first full window
+    busy = [at("A", start - 1_000, 0)] + [at("A", start + i, i + 1) for i in range(4)]
+    processor.handle(batch_of(CART, 0, busy))
+    processor.handle(batch_of(CART, 0, [at("B", start + minute + 10, 5)]))  # A's window closes
+    later = start + 29 * day
+    clock.now_ms = later + minute  # the wall clock moved on too
+    outcome = processor.handle(batch_of(CART, 0, [at("B", later, 6)]))
+
+    assert "A" in outcome.state_deletes
+    (record,) = [r for r in outcome.forecasts if r.sku == "A"]
+    assert record.signal is Signal.CART_ADD and record.actual == 0
+    assert record.window_start == start + minute  # the day after its one busy window ...
+    assert record.window_end == later - later % minute  # ... to the frontier: one record
+    assert record.forecast > 0
+    published = [orjson.loads(m.value) for m in outcome.messages if m.topic == "out.forecasts"]
+    assert any(body["sku"] == "A" and body["actual"] == 0 for body in published)
