@@ -106,6 +106,11 @@ ACTIVE_SKUS = Gauge(
     "SKUs whose state this worker holds.",
     registry=REGISTRY,
 )
+SKUS_FORGOTTEN = Counter(
+    "surge_skus_forgotten_total",
+    "SKUs forgotten after their retention without events (state deleted, last forecast sent).",
+    registry=REGISTRY,
+)
 STATE_WRITES = Counter(
     "surge_state_writes_total",
     "Signed SKU snapshots written to the changelog-backed state table.",

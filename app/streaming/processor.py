@@ -769,6 +769,8 @@ class BatchProcessor:
             outcome.state_deletes.append(sku)
             self._applied.pop(sku, None)
             self._partition_of.pop(sku, None)
+        if result.expired_skus:
+            metrics.SKUS_FORGOTTEN.inc(len(result.expired_skus))
         writing = {sku for sku in urgent if sku in dirty}
         last = runtime.flushed_at
         if last is None:  # the generation's first batch: everything

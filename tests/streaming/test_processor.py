@@ -412,6 +412,7 @@ def test_a_sku_forgotten_after_its_retention_publishes_its_last_forecast_and_its
     """A SKU with no events for 28 days is forgotten: its state is deleted, and the
     forecast of its idle days is published first (before 2026-12-05 it never was)."""
     processor = BatchProcessor(settings, clock=clock)  # the real engine
+    forgotten = metric("surge_skus_forgotten_total")
 
     def at(sku: str, ts: int, offset: int) -> tuple[int, bytes, bytes]:
         return (offset, sku.encode(), orjson.dumps({"ts": ts, "sku": sku}))
@@ -426,6 +427,7 @@ def test_a_sku_forgotten_after_its_retention_publishes_its_last_forecast_and_its
     outcome = processor.handle(batch_of(CART, 0, [at("B", later, 6)]))
 
     assert "A" in outcome.state_deletes
+    assert metric("surge_skus_forgotten_total") == forgotten + 1
     (record,) = [r for r in outcome.forecasts if r.sku == "A"]
     assert record.signal is Signal.CART_ADD and record.actual == 0
     assert record.window_start == start + minute  # the day after its one busy window ...
