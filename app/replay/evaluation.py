@@ -146,7 +146,11 @@ def _order_up_to_levels(
     """Per period: the engine's forecasts summed over the last ``cover`` windows, plus safety.
 
     Forecasts for windows up to the current one are all known at its start (each is made
-    when the window before closes), so nothing here looks ahead.
+    when the window before closes), so nothing here looks ahead. One caveat: the windows of
+    a series' idle stretch come in one record, sent when the series is next touched or
+    forgotten, and spread evenly here. The engine held those forecasts on time (what
+    ``Engine.forecast`` answers then, decaying where the spread is even; the same sum), but a
+    planner reading only ``demand.forecasts`` would get them late.
 
     >>> series = Series(first=10)
     >>> for window, forecast in [(10, 1.0), (11, 3.0), (12, 0.0)]:
