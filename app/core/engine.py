@@ -75,6 +75,9 @@ __all__ = [
 ]
 
 _SNAPSHOT_VERSION = 2
+#: Forgetting a SKU (folding its series, their forecast records) costs about this many
+#: window closes of the close budget (about 20 us against 5 us a close, measured).
+EXPIRY_COST = 4
 
 
 class Engine:
@@ -730,25 +733,37 @@ class Engine:
 
     def _close_due(self, result: StepResult, limit: int | None = -1) -> None:
         """Close the windows the frontier passed (:meth:`WindowCloser.close_due`), then
-        forget the SKUs idle past their retention."""
+        forget the SKUs idle past their retention, both within the call's budget."""
         self._closer.close_due(result, limit)
-        self._expire(result)
+        if limit is None:
+            self._expire(result, None)
+        else:
+            budget = self.config.close_budget_per_call if limit == -1 else limit
+            self._expire(result, max(1, budget // EXPIRY_COST))
 
-    def _expire(self, result: StepResult) -> None:
-        """Forget SKUs idle past their retention with nothing in flight."""
+    def _expire(self, result: StepResult, limit: int | None) -> None:
+        """Forget SKUs idle past their retention with nothing in flight.
+
+        At most ``limit`` SKUs are looked at per call (None: all); the rest wait for the
+        next calls. A day's worth of a large catalogue can come due at once, and each SKU
+        forgotten folds its series and sends their forecast records first.
+        """
         retention = self.config.retention_span_ms()
         bucket = self._expiry.day_ms
         clock = self._time.now
-        for day, sku in self._expiry.pop_before((clock - retention) // bucket):
+        for day, sku in self._expiry.pop_before((clock - retention) // bucket, limit):
             state = self._skus.get(sku)
-            if state is None or state.last_event_at // bucket != day:
+            if state is None or state.last_event_at // bucket > day:
                 continue  # gone, or it sold again since (noted on that later day)
             if clock - state.last_event_at <= retention:
                 continue
-            if state.ledger is not None and not state.ledger.is_idle(clock):
-                self._note_expiry(sku, clock)  # look again a day later
-                continue
-            if any(s.live is not None and s.live.cells for s in state.series.values()):
+            if (state.ledger is not None and not state.ledger.is_idle(clock)) or any(
+                s.live is not None and s.live.cells for s in state.series.values()
+            ):
+                # Stock in flight, or windows still waiting to close: look again a day
+                # later. (Noted on today, it would have waited another retention; and a
+                # SKU with waiting windows used to drop out of the wheel for good.)
+                self._note_expiry(sku, clock - retention + bucket)
                 continue
             # Its idle stretches' forecast records come out now: the SKU will not be
             # touched again to publish them, and a planner needs them as much as any.

@@ -328,6 +328,10 @@ class ExpiryWheel:
     >>> wheel.note("A", 500); wheel.note("B", 2_500)
     >>> list(wheel.pop_before(2))
     [(0, 'A')]
+    >>> for key in "CDE":
+    ...     wheel.note(key, 3_100)
+    >>> list(wheel.pop_before(9, limit=2)), list(wheel.pop_before(9))  # the rest stays
+    ([(2, 'B'), (3, 'C')], [(3, 'D'), (3, 'E')])
     """
 
     __slots__ = ("_days", "_keys", "day_ms")
@@ -345,10 +349,26 @@ class ExpiryWheel:
             heapq.heappush(self._days, day)
         keys.append(key)
 
-    def pop_before(self, day: int) -> Iterator[tuple[int, str]]:
-        """``(day, key)`` for every key noted on a day before ``day``."""
+    def pop_before(self, day: int, limit: int | None = None) -> Iterator[tuple[int, str]]:
+        """``(day, key)`` for every key noted on a day before ``day``, at most ``limit``.
+
+        Keys past the limit stay for a later call, in the order they were noted. Iterate
+        to the end: keys taken from the wheel are only handed out by the iteration.
+        """
         days = self._days
+        taken = 0
         while days and days[0] < day:
             first = heapq.heappop(days)
-            for key in self._keys.pop(first, ()):
+            keys = self._keys.pop(first, [])
+            for at, key in enumerate(keys):
+                if limit is not None and taken >= limit:
+                    rest = keys[at:]
+                    noted = self._keys.get(first)  # noted again meanwhile: already queued
+                    if noted is None:
+                        self._keys[first] = rest
+                        heapq.heappush(days, first)
+                    else:
+                        self._keys[first] = rest + noted
+                    return
+                taken += 1
                 yield first, key
