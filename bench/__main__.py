@@ -20,6 +20,7 @@ from typing import Any
 from bench import (
     compiled_core,
     decode,
+    expiry,
     latency,
     memory,
     recovery,
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, tuple[Runner, bool]] = {
     "scale": (lambda b, a: scale.run(_need(b), a.events), True),
     "decode": (lambda b, a: decode.run(a.events), False),
     "window_close": (lambda b, a: window_close.run(), False),
+    "expiry": (lambda b, a: expiry.run(a.expiry_skus), False),
     "compiled_core": (lambda b, a: compiled_core.run(min(a.events, 200_000)), False),
     "replay_scale": (lambda b, a: replay_scale.run(*_replay_scale_options(a)), False),
 }
@@ -141,6 +143,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=lambda text: [int(r) for r in text.split(",")],
         default=[10_000, 100_000],
         help="memory: active SKU counts",
+    )
+    parser.add_argument(
+        "--expiry-skus", type=int, default=100_000, help="expiry: SKUs coming due at once"
     )
     parser.add_argument(
         "--sizes",

@@ -155,6 +155,8 @@ class EngineConfig:
     #: Work done closing windows per call at most, in window closes (a River challenger's
     #: step counts as several); the rest of a busy boundary waits for the next calls. About
     #: 5 us a unit: a pause of a few tens of milliseconds, however many series were active.
+    #: Forgetting SKUs after their retention has a budget of the same size after the
+    #: closes, a SKU counting as ``EXPIRY_COST`` units.
     close_budget_per_call: int = 3_000
     #: Surge units ordered stay on the SKU's account (less the order excess seen since)
     #: this long after its last surge trigger; a later surge trigger is netted of them.
