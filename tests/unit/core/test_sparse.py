@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from app.core import Engine, EngineConfig
+from app.core import Engine, EngineConfig, parse_policy
 from app.events.model import CartAddEvent, OrderEvent, OrderStatus, SearchEvent
 
 DAY = 24 * 3_600_000
@@ -149,3 +149,27 @@ def test_a_sku_whose_windows_still_wait_to_close_is_forgotten_later_not_kept_for
         for _ in range(10):
             engine.advance(D0 + day * DAY)
     assert engine.skus() == []
+
+
+def test_a_sku_with_stock_in_flight_at_its_retention_is_forgotten_after_it_arrives() -> None:
+    # A stockout order from a supplier 20 days away is still in flight when the SKU's 14
+    # days without events are up: it is kept until the stock arrives, then forgotten.
+    # (Until 2026-12-05 it was noted again on a day the next check took for stale, and
+    # was never forgotten.)
+    policy = parse_policy(
+        "suppliers: {S-far: {lead_time_hours: 480, capacity_per_day: 1000000}}\n"
+        "defaults: {supplier: S-far, pack_size: 1, min_order: 1, max_order: 5000}\n"
+    )
+    engine = Engine(policy, EngineConfig(window_ms=DAY, grace_ms=0, retention_ms=14 * DAY))
+    engine.process([SearchEvent(D0, "other")])
+    sold = D0 + DAY + 3_600_000
+    failed = OrderEvent(sold + 60_000, "A", "f1", OrderStatus.PAYMENT_FAILED, reason="out_of_stock")
+    result = engine.process([OrderEvent(sold, "A", "o1", OrderStatus.PAID), failed])
+    (trigger,) = result.triggers
+    assert trigger.lead_time_hours == 480  # arrives on day 21
+    kept_on = []
+    for day in range(16, 25):
+        engine.advance(D0 + day * DAY)
+        if "A" in engine.skus():
+            kept_on.append(day)
+    assert kept_on == list(range(16, 22))  # in flight until day 21, forgotten the day after
