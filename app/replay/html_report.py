@@ -64,6 +64,15 @@ def number(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def signed_percent(value: float | None) -> str:
+    """A relative difference as a signed percentage, ``n/a`` for none.
+
+    >>> signed_percent(-0.6152), signed_percent(0.05), signed_percent(None)
+    ('-61.5 %', '+5.0 %', 'n/a')
+    """
+    return "n/a" if value is None else f"{value * 100:+.1f} %"
+
+
 def live_vs_expected(observed: float, expected: float) -> str:
     """Live volume against the forecast, in the words of the trigger explanations.
 
@@ -372,6 +381,7 @@ def render_html(
         ],
         iso_ms=iso_ms,
         number=number,
+        signed_percent=signed_percent,
         sku_anchor=sku_anchor,
         labels=POLICY_LABELS,
         engine=ENGINE,

@@ -183,15 +183,6 @@ def _fmt(value: Any, percent: bool = False) -> str:
     return str(value)
 
 
-def _signed_percent(value: Any) -> str:
-    """A relative difference as a signed percentage.
-
-    >>> _signed_percent(-0.6152), _signed_percent(0.05), _signed_percent(None)
-    ('-61.5 %', '+5.0 %', 'n/a')
-    """
-    return "n/a" if value is None else f"{value * 100:+.1f} %"
-
-
 def _top_skus(outcome: ReplayOutcome) -> list[str]:
     surge_counts = Counter(
         t.sku for t in outcome.triggers if t.tier is Tier.SECOND and t.reason in SURGE_REASONS
@@ -371,7 +362,7 @@ def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
         f"({category.get('seasonal_naive')}) {_fmt(category.get('mase_vs_seasonal_naive'))}, "
         f"vs moving average {_fmt(category.get('mase_vs_moving_average'))}; RMSE vs seasonal "
         f"naive {_fmt(category.get('rmse_ratio_vs_seasonal_naive'))}; units forecast vs sold "
-        f"{_signed_percent(category.get('bias'))}; "
+        f"{html_report.signed_percent(category.get('bias'))}; "
         f"{category.get('series')} categories, {category.get('windows')} category-windows."
         + (
             f" The log names no categories: `{NO_CATEGORY}` is the total over all SKUs."
@@ -382,7 +373,7 @@ def render_markdown(summary: dict[str, Any], inputs: ReportInputs) -> str:
         f"SKU level (a SKU over all regions): WAPE {_fmt(sku.get('wape'), True)}, MASE vs seasonal "
         f"naive ({sku.get('seasonal_naive')}) {_fmt(sku.get('mase_vs_seasonal_naive'))}, vs "
         f"moving average {_fmt(sku.get('mase_vs_moving_average'))}; units forecast vs sold "
-        f"{_signed_percent(sku.get('bias'))}; {sku.get('series')} series, "
+        f"{html_report.signed_percent(sku.get('bias'))}; {sku.get('series')} series, "
         f"{sku.get('windows')} SKU-windows.",
         "",
         "MASE here is the engine's mean absolute error over the baseline's, on the windows where "
