@@ -107,6 +107,23 @@ def clears_volume(span: SpanVolume, *, lift: float, rules: Thresholds) -> bool:
     )
 
 
+def chance(observed: float, expected: float, *, dispersion: float, relative_error: float) -> float:
+    """The chance of ``observed`` or more by noise alone, around ``expected``.
+
+    Negative binomial: Poisson widened by the series' dispersion and by the relative
+    error of its level. Smaller for a larger count, larger for a larger expectation
+    (checked over a wide grid of counts, expectations, dispersions and errors wherever the
+    chance is below 1 %), which the live check's bounds rely on.
+
+    >>> round(chance(22, 10.0, dispersion=1.0, relative_error=0.0), 4)  # plain Poisson
+    0.0007
+    >>> chance(22, 10.0, dispersion=2.0, relative_error=0.1) > 0.0007  # wider
+    True
+    """
+    extra = (dispersion - 1.0) * expected + (relative_error * expected) ** 2
+    return upper_tail(observed, expected, extra)
+
+
 def assess(
     span: SpanVolume,
     *,
@@ -140,9 +157,8 @@ def assess(
         return None
     observed = span.effective
     expected = span.expected * lift
-    extra = (dispersion - 1.0) * expected + (relative_error * expected) ** 2
     bar = rules.evidence if evidence is None else evidence
-    if upper_tail(observed, expected, extra) >= bar:
+    if chance(observed, expected, dispersion=dispersion, relative_error=relative_error) >= bar:
         return None
     return Assessment(
         region, observed, expected, span.per_window * lift, span.span, span.shoppers, model
@@ -252,6 +268,25 @@ def span_volumes(
     return out
 
 
+def kept_units(live: Live) -> float:
+    """Units of every open cell and kept closed window: at least any live span's.
+
+    One sum over what the series holds, no lookups by window: the long tail's check ends
+    on it (a slow mover's kept windows hold less than ``min_volume`` together).
+
+    >>> from app.core.windows import Cell, Closed
+    >>> live = Live()
+    >>> live.remember(600, Closed(2.0, 3.0, 1.5, 610, 690, 2), slots=3, window_ms=100)
+    >>> live.cells[900] = Cell(units=4.0)
+    >>> kept_units(live)
+    7.0
+    """
+    units = sum(cell.units for cell in live.cells.values())
+    if live.ring is not None:
+        units += sum(live.ring[2::CLOSED_FIELDS])  # empty slots hold 0
+    return units
+
+
 def span_units(live: Live, start: int, window_ms: int, windows: int) -> float:
     """Units of a live span, without any arithmetic beyond sums (the cheap first filter).
 
@@ -270,6 +305,117 @@ def span_units(live: Live, start: int, window_ms: int, windows: int) -> float:
         elif ring is not None and ring[slot := at // window_ms % slots * CLOSED_FIELDS] == at:
             units += ring[slot + 2]
     return units
+
+
+#: Relative slack on the span bounds: their sums add in another order than
+#: :func:`span_volumes` does, so they may differ from its sums in the last bits.
+BOUND_SLACK = 1e-9
+
+
+def _back_sums(
+    series: Series,
+    live: Live,
+    season: Callable[[int], float],
+    *,
+    start: int,
+    lengths: tuple[int, ...],
+    window_ms: int,
+) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
+    """The current window's whole expectation, and per span length the expectation of the
+    whole windows before ``start`` and the units of those among them already closed."""
+    level = series.level
+    cells, ring = live.cells, live.ring
+    slots = len(ring) // CLOSED_FIELDS if ring is not None else 0
+    expected = units = 0.0
+    expectations: list[float] = []
+    closed_units: list[float] = []
+    back = 1
+    reach = series.n + 1  # as span_volumes: windows before the series began are not expected
+    for windows in lengths:
+        while back < min(windows, reach):
+            at = start - back * window_ms
+            back += 1
+            if (
+                at not in cells
+                and ring is not None
+                and ring[slot := at // window_ms % slots * CLOSED_FIELDS] == at
+            ):
+                expected += ring[slot + 3]
+                units += ring[slot + 2]
+            else:  # open (its units are added when asked) or nothing sold
+                expected += level * season(at)
+        expectations.append(expected)
+        closed_units.append(units)
+    return level * season(start), tuple(expectations), tuple(closed_units)
+
+
+def span_bounds(
+    series: Series,
+    season: Callable[[], Callable[[int], float]],
+    *,
+    start: int,
+    elapsed: float,
+    lengths: tuple[int, ...],
+    window_ms: int,
+    version: object,
+) -> list[tuple[float, float]]:
+    """Per span length, units at least the span's effective volume and an expectation at
+    most its own (up to :data:`BOUND_SLACK`): what :func:`span_volumes` would give, cheaply.
+
+    The sums over the whole windows before ``start`` depend only on what is folded and
+    closed (``n``, ``upto``, the newest closed window), ``start`` and the ``version`` of
+    the seasonal factors (any value that changes when they may); they are kept on the
+    series' :class:`Live` and computed again when one of those moves. A check of a window
+    already checked adds only the open cells' units: the replay checks each touched series
+    ten times a window, the worker once a batch. ``season`` is called (for the factors)
+    only when the sums are.
+
+    >>> from app.core.windows import Cell
+    >>> s = Series(upto=0); s.level, s.n = 10.0, 100
+    >>> cell, _ = s.cell(600)
+    >>> for i in range(30):
+    ...     cell.add(1.0, f"u{i}", 600 + i)
+    >>> bounds = span_bounds(s, lambda: lambda at: 1.0, start=600, elapsed=0.5,
+    ...                      lengths=(1, 3), window_ms=300, version=1)
+    >>> bounds  # the same units and expectations as span_volume
+    [(30.0, 5.0), (30.0, 25.0)]
+    >>> cell.add(2.0, "u0", 650)
+    >>> span_bounds(s, lambda: 1 / 0, start=600, elapsed=0.5,  # kept: season not called
+    ...             lengths=(1, 3), window_ms=300, version=1)[1]
+    (32.0, 25.0)
+    """
+    live = series.live
+    if live is None:
+        return [(0.0, 0.0)] * len(lengths)
+    key = (start, series.n, series.upto, live.closed_start, version)
+    memo = live.memo
+    if memo is None or memo[0] != key:
+        memo = live.memo = (
+            key,
+            *_back_sums(series, live, season(), start=start, lengths=lengths, window_ms=window_ms),
+        )
+    per_window: float = memo[1]
+    expectations: tuple[float, ...] = memo[2]
+    closed_units: tuple[float, ...] = memo[3]
+    cells, ring = live.cells, live.ring
+    expected = per_window * elapsed
+    units = 0.0
+    cell = cells.get(start)
+    if cell is not None:
+        units = cell.units
+    elif ring is not None and ring[at := live.slot_of(start)] == start:
+        units, expected = ring[at + 2], ring[at + 3] * elapsed  # judged after it closed
+    opened = [units] * len(lengths)
+    for at, other in cells.items():  # open windows before ``start`` (late events may come)
+        back = (start - at) // window_ms
+        if back >= 1:
+            for position, windows in enumerate(lengths):
+                if back < windows:
+                    opened[position] += other.units
+    return [
+        (opened[position] + closed_units[position], expected + expectations[position])
+        for position in range(len(lengths))
+    ]
 
 
 def relative_error(
@@ -349,9 +495,11 @@ class LiveCheck:
         if whole is None or whole.live is None or whole.n < cfg.min_history_windows:
             return None
         spans = self._span_lengths
-        if span_units(whole.live, start, length, spans[-1]) < rules.min_volume:
+        if self._too_little(whole.live, start, rules):
             return None  # the long tail: too little volume to matter, whatever the baseline
         elapsed = min(max((clock - start) / length, cfg.min_elapsed_fraction), 1.0)
+        if not self._may_surge(state, index, whole, rules, start=start, elapsed=elapsed):
+            return None  # no span of any series clears the volume bars: most checks end here
         evidence = rules.evidence / len(spans)
         # The volume must have come in over this much event time (not one instant's burst).
         persistence = min(cfg.persistence_ms, length // 2)
@@ -369,10 +517,7 @@ class LiveCheck:
             if (series := state.series.get((region, index))) is not None
             and (
                 not several
-                or (
-                    series.live is not None
-                    and span_units(series.live, start, length, spans[-1]) >= rules.min_volume
-                )
+                or (series.live is not None and not self._too_little(series.live, start, rules))
             )
         }
         group_spans: list[list[SpanVolume]] | None = None  # only once something stands out
@@ -436,6 +581,80 @@ class LiveCheck:
             (span, self._lift(group_spans or [], at, span)) for at, span in enumerate(whole_spans)
         )
         return SurgeFound(rules, chosen, region, warehouse, whole_lifted, position)
+
+    def _too_little(self, live: Live, start: int, rules: Thresholds) -> bool:
+        """Whether the series' longest live span sold less than ``min_volume``."""
+        floor = rules.min_volume
+        if kept_units(live) * (1.0 + BOUND_SLACK) < floor:
+            return True
+        return span_units(live, start, self.config.window_ms, self._span_lengths[-1]) < floor
+
+    def _may_surge(
+        self,
+        state: SkuState,
+        index: int,
+        whole: Series,
+        rules: Thresholds,
+        *,
+        start: int,
+        elapsed: float,
+    ) -> bool:
+        """Whether any span could pass: the SKU's span reaches ``min_volume`` and a region's
+        span (or the whole SKU's, when it sells in several) clears all three bars with no
+        lift, judged on the bounds of :func:`span_bounds` (more units, less expected: an
+        easier pass). Necessary for :meth:`check` to find anything (a lift only raises
+        the bar), so a check that ends here would have found nothing.
+        """
+        cfg = self.config
+        category = state.category
+        version = (self._season.generation(self._clock.now), category)
+
+        def season() -> Callable[[int], float]:
+            return self._season.lookup(category, index, now_ms=self._clock.now)
+
+        def bounds(series: Series) -> list[tuple[float, float]]:
+            return span_bounds(
+                series,
+                season,
+                start=start,
+                elapsed=elapsed,
+                lengths=self._span_lengths,
+                window_ms=cfg.window_ms,
+                version=version,
+            )
+
+        whole_bounds = bounds(whole)
+        candidates = [(whole, whole_bounds)]  # one region: its spans are the whole SKU's
+        if len(state.regions) > 1:
+            candidates.extend(
+                (series, bounds(series))
+                for region in state.regions
+                if (series := state.series.get((region, index))) is not None
+                and series.n >= cfg.min_history_windows
+            )
+        floor = rules.min_volume
+        margin = 1.0 + rules.margin
+        slack = 1.0 + BOUND_SLACK
+        bar = rules.evidence / len(self._span_lengths)
+        for position, (whole_units, _) in enumerate(whole_bounds):
+            if whole_units * slack < floor:
+                continue
+            for series, spans in candidates:
+                units, expected = spans[position]
+                units *= slack
+                if (
+                    units >= floor
+                    and units >= margin * expected
+                    and chance(
+                        units,
+                        expected,
+                        dispersion=series.dispersion(),
+                        relative_error=self._relative_error(series),
+                    )
+                    < bar
+                ):
+                    return True
+        return False
 
     def _lift(self, group_spans: list[list[SpanVolume]], at: int, span: SpanVolume) -> float:
         """How far the shop or the SKU's category runs ahead over the SKU's span ``at``."""
@@ -510,14 +729,18 @@ class LiveCheck:
             region=region,
             lift=lift,
             dispersion=series.dispersion(),
-            relative_error=relative_error(
-                series,
-                prior=cfg.prior_relative_error,
-                prior_windows=cfg.prior_windows,
-                floor=cfg.floor_relative_error,
-                alpha=self._alpha,
-            ),
+            relative_error=self._relative_error(series),
             rules=rules,
             evidence=evidence,
             model=model_name(series, cfg.min_history_windows),
+        )
+
+    def _relative_error(self, series: Series) -> float:
+        cfg = self.config
+        return relative_error(
+            series,
+            prior=cfg.prior_relative_error,
+            prior_windows=cfg.prior_windows,
+            floor=cfg.floor_relative_error,
+            alpha=self._alpha,
         )

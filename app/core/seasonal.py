@@ -204,6 +204,7 @@ class Seasonality:
     __slots__ = (
         "_exposures",
         "_factors",
+        "_generation",
         "_global",
         "_profiles",
         "_shapes",
@@ -218,6 +219,8 @@ class Seasonality:
         self._global: dict[int, Profile] = {}
         # Caches for the current clock hour (cleared when it moves on).
         self._stamp = -1
+        #: Bumped whenever the caches are cleared: factors do not change within one value.
+        self._generation = 0
         self._exposures: dict[tuple[int, int], Exposure] = {}
         self._shapes: dict[tuple[str | None, int], tuple[list[float], list[float]]] = {}
         self._factors: dict[tuple[str | None, int, int], float] = {}
@@ -267,10 +270,25 @@ class Seasonality:
         stamp = now_ms // _REFRESH_MS
         if stamp != self._stamp:
             self._stamp = stamp
+            self._generation += 1
             self._exposures.clear()
             self._shapes.clear()
             self._factors.clear()
             self._weeks.clear()
+
+    def generation(self, now_ms: int) -> int:
+        """Which set of factors ``now_ms`` reads: the same number, the same factors.
+
+        Factors are computed once per refresh (every few hours of clock, or after
+        :meth:`load`) and cached until the next, so a sum of them can be kept as long as
+        this number stays the same (the live check's span bounds do).
+
+        >>> s = Seasonality(window_ms=300_000)
+        >>> s.generation(0) == s.generation(HOUR_MS), s.generation(0) == s.generation(DAY_MS)
+        (True, False)
+        """
+        self._refresh(now_ms)
+        return self._generation
 
     def lookup(self, category: str | None, signal: int, *, now_ms: int) -> Callable[[int], float]:
         """:meth:`factor` of one (category, signal) as a function of the window start.

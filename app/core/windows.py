@@ -128,6 +128,9 @@ class Live:
     surging: bool = False
     #: Closed windows of a snapshot taken before the ring, until :meth:`adopt` moves them.
     legacy: dict[int, Closed] | None = None
+    #: The live check's sums over this series' whole windows before the one it judges, with
+    #: what they were computed from (``app.core.live_check.span_bounds``); never pickled.
+    memo: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
     def remember(self, start: int, window: Closed, *, slots: int, window_ms: int) -> None:
         """Keep a closed window (``slots``: windows kept, the longest live span).
@@ -216,7 +219,7 @@ class Live:
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         # Pickled before the ring (2026-12-04), a Live kept its closed windows in a
         # dictionary ``closed`` by start: they wait in ``legacy`` for :meth:`adopt`.
-        self.ring, self.window_ms, self.legacy = None, 0, None
+        self.ring, self.window_ms, self.legacy, self.memo = None, 0, None, None
         slots, kept = 0, None
         for name, value in state[1].items():
             if name == "closed":

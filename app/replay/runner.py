@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
+import numpy as np
 from tqdm import tqdm
 
 from app.events import ForecastRecord, OrderEvent, OrderStatus, ShopEvent, Signal, Trigger
@@ -91,14 +92,30 @@ class Series:
         >>> series.add(0, 1.0, 2.0); series.spread(1, 3, 6.0)
         >>> [series.at(w) for w in range(4)]
         [(1.0, 2.0), (2.0, 0.0), (2.0, 0.0), (2.0, 0.0)]
+        >>> series.spread(2, 4, 2.0)  # over two known windows and two new ones
+        >>> [series.at(w)[0] for w in range(6)]
+        [1.0, 2.0, 2.5, 2.5, 0.5, 0.5]
+        >>> series.spread(8, 1, 1.0); [series.at(w)[0] for w in range(6, 9)]  # after a gap
+        [0.0, 0.0, 1.0]
         """
         share = forecast / windows
-        if window - self.first == len(self.forecast):  # new windows at the end: one extend
-            self.forecast.extend(array("f", [share]) * windows)
-            self.actual.extend(array("f", [0.0]) * windows)
-            return
-        for offset in range(windows):
-            self.add(window + offset, share, 0.0)
+        index = window - self.first
+        if index < 0:  # never happens with one engine (as in add)
+            windows += index
+            index = 0
+        have = len(self.forecast)
+        if index > have:  # a gap: windows nobody reported yet
+            self.forecast.extend(array("f", [0.0]) * (index - have))
+            self.actual.extend(array("f", [0.0]) * (index - have))
+            have = index
+        if index < have:  # windows another region already reported: add to them
+            end = min(index + windows, have)
+            view = np.frombuffer(self.forecast, dtype=np.float32)[index:end]
+            view[:] = view.astype(np.float64) + share  # as add does: in doubles, then rounded
+            del view  # (an array whose buffer is exported cannot grow)
+        if index + windows > have:  # new windows at the end: one extend
+            self.forecast.extend(array("f", [share]) * (index + windows - have))
+            self.actual.extend(array("f", [0.0]) * (index + windows - have))
 
     def at(self, window: int) -> tuple[float, float]:
         index = window - self.first
