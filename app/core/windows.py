@@ -130,7 +130,7 @@ class Live:
     legacy: dict[int, Closed] | None = None
     #: The live check's sums over this series' whole windows before the one it judges, with
     #: what they were computed from (``app.core.live_check.span_bounds``); never pickled.
-    memo: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
+    memo: array[float] | None = field(default=None, compare=False, repr=False)
 
     def remember(self, start: int, window: Closed, *, slots: int, window_ms: int) -> None:
         """Keep a closed window (``slots``: windows kept, the longest live span).

@@ -63,7 +63,7 @@ def test_the_bounds_hold_at_every_check_and_the_triggers_are_the_same_without_th
         calls["checked"] += 1
         calls["passed"] += passed
         season = self._season.lookup(state.category, index, now_ms=self._clock.now)
-        version = (self._season.generation(self._clock.now), state.category)
+        version = self.bounds_version(state.category)
         keys = [(ALL_REGIONS, index)] + [(region, index) for region in state.regions]
         for key in keys:
             series = whole if key[0] == ALL_REGIONS else state.series.get(key)
