@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from app.core.evidence import upper_tail
 from app.core.policy import Policy, Thresholds
-from app.core.routing import ALL_REGIONS, route
+from app.core.routing import ALL_REGIONS, excess_beyond_noise, route
 from app.core.series import Series
 from app.core.state import (
     SHOP,
@@ -485,6 +485,7 @@ class LiveCheck:
         self._clock, self._season, self._skus, self._categories = shared
         self._alpha = config.alpha()
         self._span_lengths = config.span_lengths()
+        self._shares = config.evidence_shares()
 
     def check(self, sku: str, index: int, *, start: int) -> SurgeFound | None:
         """Check one (SKU, signal) window a batch touched: the surge, if the evidence holds.
@@ -519,7 +520,6 @@ class LiveCheck:
         elapsed = min(max((clock - start) / length, cfg.min_elapsed_fraction), 1.0)
         if not self._may_surge(state, index, whole, rules, start=start, elapsed=elapsed):
             return None  # no span of any series clears the volume bars: most checks end here
-        evidence = rules.evidence / len(spans)
         # The volume must have come in over this much event time (not one instant's burst).
         persistence = min(cfg.persistence_ms, length // 2)
         several = len(state.regions) > 1
@@ -545,6 +545,7 @@ class LiveCheck:
             if whole_span.effective < rules.min_volume or whole_span.covered_ms < persistence:
                 continue  # too little, or one instant's burst: a longer span may hold more
             by_region = {region: spans_[position] for region, spans_ in region_spans.items()}
+            evidence = rules.evidence * self._shares[position]
             found = self._assess_regions(
                 state, index, whole, whole_span, by_region, lift=1.0, rules=rules, evidence=evidence
             )
@@ -589,7 +590,7 @@ class LiveCheck:
                 span = self._spans(series, state.category, index, start=start, elapsed=elapsed)[
                     position
                 ]
-            excess[region] = span.units - span.expected * lift
+            excess[region] = excess_beyond_noise(span.units, span.expected * lift)
         region, warehouse = route(excess, self.policy)
         chosen = (
             found.get(region)
@@ -660,10 +661,10 @@ class LiveCheck:
         floor = rules.min_volume
         margin = 1.0 + rules.margin
         slack = 1.0 + BOUND_SLACK
-        bar = rules.evidence / len(self._span_lengths)
         for position, (whole_units, _) in enumerate(whole_bounds):
             if whole_units * slack < floor:
                 continue
+            bar = rules.evidence * self._shares[position]
             for series, spans in candidates:
                 units, expected = spans[position]
                 units *= slack

@@ -152,9 +152,12 @@ _DEFAULTS = Overrides(
 # before orders rise, and on the planted-truth scenarios (docs/DECISIONS.md) the old
 # floors of 50 and 20 kept most long-tail launches silent until orders had already risen
 # (then 8 searching shoppers still held back launches and regional surges of small SKUs).
+# Their bar of 3e-5 is split between the live spans by length (EngineConfig.evidence_shares):
+# the hour-long span gets most of it, the one-window span less than the 1e-5 split evenly
+# gave it before 2026-12-06.
 _SIGNAL_DEFAULTS: dict[Signal, Overrides] = {
-    Signal.SEARCH: Overrides(margin=0.5, min_volume=5.0, evidence=1e-5, units_per_event=0.05),
-    Signal.CART_ADD: Overrides(margin=0.3, min_volume=6.0, evidence=1e-5, units_per_event=0.5),
+    Signal.SEARCH: Overrides(margin=0.5, min_volume=5.0, evidence=3e-5, units_per_event=0.05),
+    Signal.CART_ADD: Overrides(margin=0.3, min_volume=6.0, evidence=3e-5, units_per_event=0.5),
     Signal.ORDER: Overrides(margin=0.3, min_volume=10.0, evidence=2e-6, units_per_event=1.0),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from app.core.policy import Policy
@@ -10,6 +11,27 @@ from app.core.policy import Policy
 ALL_REGIONS = "*"
 #: A region carries a surge when it holds at least this share of the excess.
 REGION_SHARE = 0.25
+#: A region's excess counts only past this many Poisson standard deviations of its
+#: expectation (at least 1 expected): the noise of quiet regions over an hour-long span.
+NOISE_SDS = 2.0
+
+
+def excess_beyond_noise(units: float, expected: float) -> float:
+    """A region's excess over its expectation, less what its noise alone could give.
+
+    Over an hour-long span the other regions of a regional surge gather a few units of
+    noise each (2 searches against 0.3 expected is common); counted in full, those pulled
+    a quarter of the excess and sent the surge to the central warehouse. So the excess is
+    taken past ``NOISE_SDS`` standard deviations of a Poisson count, never less than 1.
+
+    >>> round(excess_beyond_noise(9.0, 0.3), 1)  # 9 searches against 0.3: 6.7 past the noise
+    6.7
+    >>> excess_beyond_noise(2.0, 0.5)  # 2 against 0.5: noise
+    -0.5
+    >>> round(excess_beyond_noise(130.0, 100.0), 1)  # 2 sd of 100 expected is 20
+    10.0
+    """
+    return units - expected - NOISE_SDS * math.sqrt(max(expected, 1.0))
 
 
 def route(excess: Mapping[str, float], policy: Policy) -> tuple[str, str]:

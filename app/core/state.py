@@ -219,6 +219,23 @@ class EngineConfig:
         longest = min(max(2, -(-self.live_span_ms // self.window_ms)), 24)
         return tuple(sorted({n for n in (1, 2, 4, longest) if n <= longest}))
 
+    def evidence_shares(self) -> tuple[float, ...]:
+        """The share of the evidence bar each live span gets, in ``span_lengths`` order.
+
+        In proportion to the span's length (a weighted Bonferroni split; the shares sum
+        to 1). A span of ``n`` windows slides over a day in ``1/n`` as many independent
+        positions as a one-window span, so the same share would let the short spans make
+        most of the noise alarms (five searches in six minutes of a quiet SKU) while the
+        hour-long span, where a slowly building launch gathers its evidence, waits. In
+        proportion, each length makes about the same number of noise alarms.
+
+        >>> [round(s, 4) for s in EngineConfig().evidence_shares()]  # 1, 2, 4, 12 windows
+        [0.0526, 0.1053, 0.2105, 0.6316]
+        """
+        lengths = self.span_lengths()
+        total = float(sum(lengths))
+        return tuple(n / total for n in lengths)
+
     def forecast_alpha(self) -> float:
         """Weight of one window in a series' published forecast.
 

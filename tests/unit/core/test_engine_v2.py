@@ -128,9 +128,10 @@ def test_a_surge_s_spans_for_sizing_carry_the_category_s_lift_over_each(
     assert _category_run(engine, factor) == [(60, "G-3", "order_surge")]
     first = found[0]
     lifts = [lift for _, lift in first.whole]
-    # Fired on the current window and the one before (half doubled: x1.34); over the
-    # current window alone the other nine games run x2, over longer spans less and less.
-    assert len(lifts) == 4 and first.fired == 1
+    # Fired on the current window alone (the short spans' share of the evidence bar is
+    # small, so it takes a later batch of the window than the even split did), where the
+    # other nine games run x2; over longer spans less and less.
+    assert len(lifts) == 4 and first.fired == 0
     assert lifts[0] == pytest.approx(2.0, abs=0.05)
     assert lifts[0] > lifts[1] > lifts[2] > lifts[3] > 1.0
     spans = [span.span for span, _ in first.whole]

@@ -26,7 +26,7 @@ def test_the_sample_policy_loads_and_resolves() -> None:
     assert policy.thresholds("GIFT-AMAZON-25", "gift-cards", Signal.ORDER).margin == 0.4
     assert policy.thresholds("unknown", "gift-cards", Signal.ORDER).margin == 0.4
     assert policy.thresholds("unknown", None, Signal.ORDER).margin == 0.3
-    assert policy.thresholds("unknown", None, Signal.SEARCH).evidence == 1e-5
+    assert policy.thresholds("unknown", None, Signal.SEARCH).evidence == 3e-5
     assert policy.thresholds("unknown", None, Signal.SEARCH).min_volume == 5
     # the sample states the built-in per-signal defaults
     builtin = Policy.default()
