@@ -649,23 +649,31 @@ class LiveCheck:
                 version=version,
             )
 
-        whole_bounds = bounds(whole)
-        candidates = [(whole, whole_bounds)]  # one region: its spans are the whole SKU's
-        if len(state.regions) > 1:
-            candidates.extend(
-                (series, bounds(series))
-                for region in state.regions
-                if (series := state.series.get((region, index))) is not None
-                and series.n >= cfg.min_history_windows
-            )
         floor = rules.min_volume
         margin = 1.0 + rules.margin
         slack = 1.0 + BOUND_SLACK
+        whole_bounds = bounds(whole)
+        candidates: list[tuple[Series, list[tuple[float, float]] | None]] = [(whole, whole_bounds)]
+        if len(state.regions) > 1:
+            # A region whose kept windows hold less than the floor cannot pass on any span
+            # (its spans' units are less): its bounds are never computed. The others' are
+            # computed when a position first needs them.
+            candidates.extend(
+                (series, None)
+                for region in state.regions
+                if (series := state.series.get((region, index))) is not None
+                and series.n >= cfg.min_history_windows
+                and series.live is not None
+                and kept_units(series.live) * slack >= floor
+            )
         for position, (whole_units, _) in enumerate(whole_bounds):
             if whole_units * slack < floor:
                 continue
             bar = rules.evidence * self._shares[position]
-            for series, spans in candidates:
+            for at, (series, known) in enumerate(candidates):
+                spans = known if known is not None else bounds(series)
+                if known is None:
+                    candidates[at] = (series, spans)
                 units, expected = spans[position]
                 units *= slack
                 if (
