@@ -313,6 +313,12 @@ def span_units(live: Live, start: int, window_ms: int, windows: int) -> float:
 BOUND_SLACK = 1e-9
 
 
+def kept_below(live: Live, floor: float) -> bool:
+    """Whether the series' kept windows hold less than ``floor`` units together (up to
+    :data:`BOUND_SLACK`), so that none of its live spans can reach ``floor``."""
+    return kept_units(live) * (1.0 + BOUND_SLACK) < floor
+
+
 def _back_sums(
     series: Series,
     live: Live,
@@ -611,7 +617,7 @@ class LiveCheck:
     def _too_little(self, live: Live, start: int, rules: Thresholds) -> bool:
         """Whether the series' longest live span sold less than ``min_volume``."""
         floor = rules.min_volume
-        if kept_units(live) * (1.0 + BOUND_SLACK) < floor:
+        if kept_below(live, floor):
             return True
         return span_units(live, start, self.config.window_ms, self._span_lengths[-1]) < floor
 
@@ -664,7 +670,7 @@ class LiveCheck:
                 if (series := state.series.get((region, index))) is not None
                 and series.n >= cfg.min_history_windows
                 and series.live is not None
-                and kept_units(series.live) * slack >= floor
+                and not kept_below(series.live, floor)
             )
         for position, (whole_units, _) in enumerate(whole_bounds):
             if whole_units * slack < floor:
