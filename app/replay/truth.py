@@ -26,7 +26,9 @@ lines, so each figure can be checked by hand on a few triggers:
   :class:`~app.replay.inventory.DailyOrderUpTo`) and with the same practice plus every
   trigger the engine published for it; lost units inside the surge windows and inventory
   days over the whole log. Because the practice counts what is on order, a trigger's
-  units are not bought again the next day.
+  units are not bought again the next day. Beside them, the practice's losses in each
+  surge's first lead time (*beyond reach*: an order placed the minute the surge began
+  lands only after it), and so the best change any trigger could make.
 """
 
 from __future__ import annotations
@@ -540,8 +542,9 @@ def surge_inventory(
     ...                 1, 2.0, 0.3, 20, False, 0, 1, 1.0, "m", decided_at=35 * HOUR_MS,
     ...                 explanation="")
     >>> figures = surge_inventory(truth, [early], demand, HOUR_MS, lambda s, c: (1.0, 1))
-    >>> figures["lost_units_in_surges"]  # daily: 13 in stock for 20 ordered in the surge
-    {'daily': 7, 'daily_plus_triggers': 0, 'change': -1.0}
+    >>> lost = figures["lost_units_in_surges"]  # daily: 13 in stock for 20 in the surge
+    >>> lost["daily"], lost["daily_plus_triggers"], lost["change"], lost["beyond_reach"]
+    (7, 0, -1.0, 0)
     """
     periods = max(1, math.ceil((truth.end - truth.start) / window_ms))
     first_window = truth.start // window_ms
@@ -554,7 +557,7 @@ def surge_inventory(
     for trigger in triggers:
         if trigger.sku in by_sku:
             sku_triggers.setdefault(trigger.sku, []).append(trigger)
-    lost = {"daily": 0, "daily_plus_triggers": 0}
+    lost = {"daily": 0, "daily_plus_triggers": 0, "beyond_reach": 0}
     per_sku: dict[str, dict[str, Any]] = {}
     totals = {"daily": SimResult(), "daily_plus_triggers": SimResult()}
     for sku, surges in sorted(by_sku.items()):
@@ -594,6 +597,8 @@ def surge_inventory(
             ((s.start - truth.start) // window_ms, -(-(s.end - truth.start) // window_ms))
             for s in surges
         ]
+        # Each surge's first lead time: an order placed as it began lands only after it.
+        first_lead = [(low, min(high, low + terms.lead_periods)) for low, high in spans]
         row: dict[str, Any] = {
             "surges": [s.id for s in surges],
             "lead_time_hours": lead_hours,
@@ -607,6 +612,11 @@ def surge_inventory(
             totals[name] = totals[name].plus(figures.result)
             row[f"lost_{name}"] = figures.lost_in_surges
             row[f"average_on_hand_{name}"] = round(figures.result.average_on_hand, 2)
+        unreachable = _simulate_through(
+            lines, periods=periods, terms=terms, review=daily, orders=(), spans=first_lead
+        ).lost_in_surges
+        lost["beyond_reach"] += unreachable
+        row["lost_beyond_reach"] = unreachable
         per_sku[sku] = row
     days = periods * window_ms / DAY_MS
 
@@ -622,6 +632,13 @@ def surge_inventory(
             "daily": lost["daily"],
             "daily_plus_triggers": lost["daily_plus_triggers"],
             "change": round(lost["daily_plus_triggers"] / lost["daily"] - 1, 4)
+            if lost["daily"]
+            else None,
+            # The daily practice's losses in each surge's first lead time, which no order
+            # placed after the surge began could have prevented, and the change that would
+            # leave only those: the best any trigger could do.
+            "beyond_reach": lost["beyond_reach"],
+            "best_change": round(lost["beyond_reach"] / lost["daily"] - 1, 4)
             if lost["daily"]
             else None,
         },
@@ -683,8 +700,8 @@ def one_line(figures: Mapping[str, Any]) -> str:
         f"{_fmt(surges['false_alarms']['per_10k_sku_hours'])} per 10k SKU-hours; routed "
         f"{routing['routed']}/{routing['regional_planted']}; stockouts "
         f"{stockouts['caught']}/{stockouts['planted']} caught, {stockouts['false']} false; "
-        f"surge lost units {_fmt(lost['change'])} vs daily at "
-        f"{_fmt(days['ratio'])}x its inventory days"
+        f"surge lost units {_fmt(lost['change'])} vs daily (best possible "
+        f"{_fmt(lost['best_change'])}) at {_fmt(days['ratio'])}x its inventory days"
     )
 
 
@@ -735,7 +752,11 @@ def markdown(figures: Mapping[str, Any]) -> str:
         f"- during surges ({inventory['skus']} SKUs, daily order-up-to vs it + the engine's "
         f"triggers): lost units {inventory['lost_units_in_surges']['daily']} vs "
         f"{inventory['lost_units_in_surges']['daily_plus_triggers']} "
-        f"(change {_fmt(inventory['lost_units_in_surges']['change'])}); inventory days "
+        f"(change {_fmt(inventory['lost_units_in_surges']['change'])}; "
+        f"{inventory['lost_units_in_surges']['beyond_reach']} of the daily practice's were "
+        "lost in a surge's first lead time, before an order placed as it began could land: "
+        f"best possible change {_fmt(inventory['lost_units_in_surges']['best_change'])}); "
+        "inventory days "
         f"{_fmt(inventory['inventory_days']['daily'])} vs "
         f"{_fmt(inventory['inventory_days']['daily_plus_triggers'])} "
         f"(x{_fmt(inventory['inventory_days']['ratio'])})",

@@ -221,8 +221,15 @@ def test_surge_lost_units_and_inventory_days_against_the_daily_practice() -> Non
     # start stock 25 (24 a day before the surge, one day and an hour of cover); the daily
     # review at 48 h reorders 24, landing at 49 h: 24 - 5 = 19 left when the surge starts,
     # which serves 10 + 9 of its 40 units: 21 lost
+    # (its first hour, the lead time, loses nothing: 10 of the 19 serve it)
     none = surge_inventory(truth, [], demand, H, supply)
-    assert none["lost_units_in_surges"] == {"daily": 21, "daily_plus_triggers": 21, "change": 0.0}
+    assert none["lost_units_in_surges"] == {
+        "daily": 21,
+        "daily_plus_triggers": 21,
+        "change": 0.0,
+        "beyond_reach": 0,
+        "best_change": -1.0,
+    }
     # 30 units decided at 53 h land at 54 h: only 40 - 49 = none lost
     early = [trigger("S0", 53.0, quantity=30, lead_time_hours=1.0)]
     figures = surge_inventory(truth, early, demand, H, supply)
@@ -230,11 +237,30 @@ def test_surge_lost_units_and_inventory_days_against_the_daily_practice() -> Non
         "daily": 21,
         "daily_plus_triggers": 0,
         "change": -1.0,
+        "beyond_reach": 0,
+        "best_change": -1.0,
     }
     assert figures["units_ordered_by_triggers"] == 30
     ratio = figures["inventory_days"]["ratio"]
     assert ratio is not None and ratio > 1.0
     assert figures["inventory_days"]["daily_plus_triggers"] > figures["inventory_days"]["daily"]
+
+
+def test_losses_in_a_surges_first_lead_time_are_beyond_any_triggers_reach() -> None:
+    truth, _ = _one_flash(72)
+    first = T0 // H
+    demand = {"S0": {first + h: [30] if 54 <= h < 58 else [1] for h in range(72)}}
+    # 19 on hand when the surge starts (as above); its first hour asks 30: 11 lost before
+    # an order placed at 54 h could land at 55 h; the practice loses 120 - 19 = 101 in all
+    figures = surge_inventory(truth, [], demand, H, supply)
+    lost = figures["lost_units_in_surges"]
+    assert (lost["daily"], lost["beyond_reach"], lost["best_change"]) == (101, 11, -0.8911)
+    assert figures["by_sku"]["S0"]["lost_beyond_reach"] == 11
+    # an order placed as the surge began (54 h, one hour's lead) leaves exactly those 11
+    at_start = [trigger("S0", 54.0, quantity=200, lead_time_hours=1.0)]
+    reached = surge_inventory(truth, at_start, demand, H, supply)["lost_units_in_surges"]
+    assert reached["daily_plus_triggers"] == 11
+    assert reached["change"] == lost["best_change"]
 
 
 def test_the_truth_round_trips_through_json_and_bad_files_are_named(tmp_path: Path) -> None:
@@ -266,6 +292,7 @@ def test_the_markdown_section_names_every_kind_and_each_surge() -> None:
     assert "| launch | 1 | 1 | 1.00 | 30.00 |" in text
     assert "| regional-2 | regional | S2 | west | – | – | no |" in text
     assert "stockouts: 0 of 1 runs caught" in text
+    assert "0 of the daily practice's were lost in a surge's first lead time" in text
 
 
 def test_replay_with_a_bad_truth_file_stops_with_exit_2(
