@@ -20,7 +20,7 @@ from app.core.sizing import (
     order_quantity,
     stockout_need,
     surge_excess_units,
-    surge_hours_ahead,
+    surge_need,
 )
 from app.core.state import (
     MODEL_NEW,
@@ -80,11 +80,6 @@ class Decisions:
         # The surge's age: the span it fired on, plus the time since this surge's first
         # trigger when an earlier one is still on the SKU's account.
         age_ms = seen.span * length + ledger.surge_age(clock)
-        hours = surge_hours_ahead(
-            age_hours=age_ms / HOUR_MS,
-            lead_hours=supplier.lead_time_hours,
-            cover_hours=terms.surge_cover_hours,
-        )
         # The excess rate over the surge's age, as far back as the live spans reach.
         at = rate_span(whole, fired, age_windows=age_ms / length)
         # a first trigger: the span and the regions that fired
@@ -95,18 +90,25 @@ class Decisions:
             observed, expected = basis.effective, basis.expected * lift
             span_windows = basis.span
             sized_on = (round(observed, 1), expected, round(span_windows * length / MINUTE_MS))
-        units = surge_excess_units(
+        rate = surge_excess_units(  # order units an hour
             observed=observed,
             expected=expected,
             span_windows=span_windows,
             max_extrapolation=self.config.max_extrapolation,
-            surge_windows=hours * HOUR_MS / length,
+            surge_windows=HOUR_MS / length,
         ) * _conversion(state, index, rules)
         in_flight = ledger.covering(warehouse, self.policy.central_warehouse, clock)
         # Units earlier triggers of this surge bought that its excess has not used yet:
         # stock that arrived is on the shelf, not a reason to order the estimate again.
         unused = round(ledger.surge_stock(clock))
-        quantity, capped = order_quantity(units - max(in_flight, unused), terms)
+        need = surge_need(
+            rate=rate,
+            stock=max(in_flight, unused),
+            age_hours=age_ms / HOUR_MS,
+            lead_hours=supplier.lead_time_hours,
+            cover_hours=terms.surge_cover_hours,
+        )
+        quantity, capped = order_quantity(need, terms)
         if quantity <= 0:
             result.suppressed += 1
             return

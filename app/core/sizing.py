@@ -2,10 +2,11 @@
 
 Second-tier orders cover what the regular (first-tier or daily) replenishment will not:
 the *excess* a surge is expected to bring until a while after its order arrives (see
-:func:`surge_hours_ahead`), or the units customers could not buy plus the demand of a
+:func:`surge_need`), or the units customers could not buy plus the demand of a
 short cover period after a stockout. Stock already in flight to the warehouse, and surge
-stock bought earlier that the excess has not used yet, is subtracted; packs, min/max
-order and supplier capacity apply last.
+stock bought earlier that the excess has not used yet, is netted (for a surge, first
+against the excess of the lead time it lands in); packs, min/max order and supplier
+capacity apply last.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def surge_excess_units(
 
     The excess seen over the live span (``observed - expected``) becomes a rate per
     window by dividing by the span's length in windows (never multiplied by more than
-    ``max_extrapolation``); :func:`surge_hours_ahead` says how many windows of that rate
-    to expect (``surge_windows``).
+    ``max_extrapolation``) and is multiplied by ``surge_windows`` (one hour's worth gives
+    :func:`surge_need` its rate).
 
     >>> # 60 seen over one and a half windows where 15 were expected: 30 a window
     >>> surge_excess_units(observed=60, expected=15, span_windows=1.5, max_extrapolation=2,
@@ -109,34 +110,51 @@ def leading_conversion(order_level: float, leading_level: float, prior: float) -
     return min(max(learned, 0.001), 5.0)
 
 
-def surge_hours_ahead(*, age_hours: float, lead_hours: float, cover_hours: float) -> float:
-    """Hours of a surge's current excess rate worth ordering: what its order can still meet.
+def surge_need(
+    *, rate: float, stock: float, age_hours: float, lead_hours: float, cover_hours: float
+) -> float:
+    """Units to order for a surge ``rate`` units an hour over its baseline, ``stock`` held.
 
     A surge that has run ``a`` hours is taken to run on with the odds of its age: it is
     still on ``t`` hours later with probability ``a / (a + t)`` (a spike minutes old is
     likely over soon, a launch running for hours likely runs on). The order arrives after
-    the lead time ``L``; what it can meet is
+    the lead time ``L``; over it the surge is expected to bring ``a ln((a + L) / a)``
+    hours of its current rate (*during*), and after it, for ``cover_hours`` ``R`` (the
+    next trigger can top it up), ``a ln((a + L + R) / (a + L))`` hours (*after*).
 
-    * the excess expected after it arrives, for ``cover_hours`` ``R`` (the next trigger
-      can top it up): ``a ln((a + L + R) / (a + L))`` hours of the current rate;
-    * the excess expected during the lead time, which the shelf's buffer serves and the
-      order refills: ``a ln((a + L) / a)``, counted only as far as the surge is still on
-      when the order arrives (``a / (a + L)``). A buffer emptied by a spike that is over
-      is refilled by the regular replenishment; a surge that runs on empties it again.
+    ``stock`` (units bought for the surge, in flight or unsold) is spent first on the
+    excess *during* the lead time: it all lands before this order, so only what it leaves
+    over counts against the order. What the order must bring:
 
-    Never more than ``L + R``. The old rule (the excess decaying with a fixed two-hour
-    half-life over the lead time) ordered a one-hour flash's units to arrive after it and
-    ordered every long launch too little at a time.
+    * the excess *after* its arrival;
+    * the part of the excess *during* the lead time the stock does not cover, which the
+      shelf's buffer serves and the order refills, counted only as far as the surge is
+      still on when the order arrives (``a / (a + L)``): a buffer emptied by a spike that
+      is over is refilled by the regular replenishment;
+    * less the stock expected to be left when it arrives.
 
-    >>> round(surge_hours_ahead(age_hours=0.25, lead_hours=2, cover_hours=2), 2)  # a spike
+    Never more than ``L + R`` hours of the rate. Netting the whole stock against the
+    order instead (until 2026-12-06) counted stock the lead time's excess would use up
+    and left long-lead launches short (docs/DECISIONS.md, "Quantity").
+
+    >>> hours = dict(age_hours=0.25, lead_hours=2, cover_hours=2)  # a spike
+    >>> round(surge_need(rate=1, stock=0, **hours), 2)
     0.22
-    >>> round(surge_hours_ahead(age_hours=6, lead_hours=2, cover_hours=2), 2)  # hours old
+    >>> round(surge_need(rate=1, stock=0, age_hours=6, lead_hours=2, cover_hours=2), 2)
     2.63
-    >>> round(surge_hours_ahead(age_hours=0.25, lead_hours=12, cover_hours=2), 2)
+    >>> round(surge_need(rate=1, stock=0, age_hours=0.25, lead_hours=12, cover_hours=2), 2)
     0.06
+    >>> # a launch 6 h old at 10 units/h, 12 h lead, 6 h cover: 65.9 during, 17.3 after;
+    >>> # 40 in flight go to the excess during the lead time, the buffer the other 25.9
+    >>> launch = dict(rate=10, age_hours=6, lead_hours=12, cover_hours=6)
+    >>> round(surge_need(stock=0, **launch), 1), round(surge_need(stock=40, **launch), 1)
+    (39.2, 25.9)
+    >>> round(surge_need(stock=100, **launch), 1)  # 34.1 left over at arrival
+    -16.8
     """
     age = max(age_hours, 1e-6)
     arrives = age + lead_hours
-    during = age * math.log(arrives / age)
-    after = age * math.log((arrives + cover_hours) / arrives)
-    return during * age / arrives + after
+    during = rate * age * math.log(arrives / age)
+    after = rate * age * math.log((arrives + cover_hours) / arrives)
+    still_on = age / arrives
+    return after + max(0.0, during - stock) * still_on - max(0.0, stock - during)

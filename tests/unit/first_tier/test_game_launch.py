@@ -126,7 +126,7 @@ def test_a_launch_gets_one_pre_warm_72_hours_ahead_which_covers_its_first_surge(
     # 200 orders in half a window vs 10 expected: 380 a window above the forecast. The
     # surge is half a window (0.125 h) old, the lead time 2 h, the cover after arrival 6 h:
     # 0.125 ln(17) x 0.125 / 2.125 + 0.125 ln(8.125 / 2.125) = 0.1885 h = 0.754 windows
-    # -> 286.5 units -> 290 in packs of 10 (app.core.sizing.surge_hours_ahead).
+    # -> 286.5 units -> 290 in packs of 10 (app.core.sizing.surge_need, nothing in flight).
     a = 0.125
     hours = a * math.log((a + 2) / a) * a / (a + 2) + a * math.log((a + 8) / (a + 2))
     assert found.quantity == math.ceil(380 * hours * 4 / 10) * 10 == 290
