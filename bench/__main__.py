@@ -23,6 +23,7 @@ from bench import (
     expiry,
     latency,
     memory,
+    processor,
     recovery,
     replay_scale,
     scale,
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, tuple[Runner, bool]] = {
     "recovery": (lambda b, a: recovery.run(_need(b), a.events), True),
     "scale": (lambda b, a: scale.run(_need(b), a.events), True),
     "decode": (lambda b, a: decode.run(a.events), False),
+    "processor": (lambda b, a: processor.run(min(a.events, 200_000)), False),
     "window_close": (lambda b, a: window_close.run(), False),
     "expiry": (lambda b, a: expiry.run(a.expiry_skus), False),
     "compiled_core": (lambda b, a: compiled_core.run(min(a.events, 200_000)), False),
@@ -243,10 +245,10 @@ def _stamp(
     if not machine:  # machine facts without a broker
         machine = Bench("", "not used", Path("."), "").machine()
     return {
+        "events": args.events,  # a benchmark that caps or sets its own says so in its figures
         **figures,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "command": " ".join(["python -m bench", *args.argv]),
-        "events": args.events,
         "machine": machine,
     }
 
