@@ -509,7 +509,23 @@ def _simulate_through(
     orders: Sequence[PlacedOrder],
     spans: Sequence[tuple[int, int]],
 ) -> _Figures:
-    """The whole-log result, and lost units inside ``spans`` (periods, end exclusive).
+    """The whole-log result, and lost units inside ``spans`` (periods, end exclusive)."""
+    lost = _lost_within(
+        lines, periods=periods, terms=terms, review=review, orders=orders, spans=spans
+    )
+    return _Figures(lost, simulate(lines, periods, terms, review, orders))
+
+
+def _lost_within(
+    lines: Mapping[int, Sequence[int]],
+    *,
+    periods: int,
+    terms: SupplyTerms,
+    review: DailyOrderUpTo,
+    orders: Sequence[PlacedOrder],
+    spans: Sequence[tuple[int, int]],
+) -> int:
+    """Lost units inside ``spans`` (periods, end exclusive).
 
     The simulation is causal, so what was lost up to a period is the lost units of a run
     that stops there.
@@ -519,7 +535,7 @@ def _simulate_through(
         until_high = simulate(lines, min(high, periods), terms, review, orders).lost_units
         until_low = simulate(lines, max(0, low), terms, review, orders).lost_units
         lost += until_high - until_low
-    return _Figures(lost, simulate(lines, periods, terms, review, orders))
+    return lost
 
 
 def surge_inventory(
@@ -612,9 +628,9 @@ def surge_inventory(
             totals[name] = totals[name].plus(figures.result)
             row[f"lost_{name}"] = figures.lost_in_surges
             row[f"average_on_hand_{name}"] = round(figures.result.average_on_hand, 2)
-        unreachable = _simulate_through(
+        unreachable = _lost_within(
             lines, periods=periods, terms=terms, review=daily, orders=(), spans=first_lead
-        ).lost_in_surges
+        )
         lost["beyond_reach"] += unreachable
         row["lost_beyond_reach"] = unreachable
         per_sku[sku] = row
