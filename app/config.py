@@ -218,6 +218,10 @@ class Settings(BaseSettings):
     # Decision windows; margins, minimum volumes and evidence live in the policy file
     window_seconds: int = Field(default=300, ge=1)
     grace_seconds: int = Field(default=60, ge=0)
+    # The worker spreads a window boundary's closes (a forecast record each) over this
+    # long instead of pausing the events behind it (app/streaming/pacing.py). None: a
+    # quarter of a window, at most 30 s; 0: close as fast as the engine's budget allows.
+    close_drain_seconds: float | None = Field(default=None, ge=0)
     max_future_seconds: int = Field(default=86_400, ge=0)
     policy_file: Path | None = None
     calendar_file: Path | None = None

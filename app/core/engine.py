@@ -150,7 +150,37 @@ class Engine:
         """
         return self._closer.pending(self._time.frontier)
 
-    def catch_up(self) -> StepResult:
+    def closes_waiting(self, until_ms: int | None = None) -> tuple[int, int]:
+        """A busy boundary's backlog: how many series windows the clock passed wait to be
+        closed, and how far (event time, ms) the clock is past the end of the oldest of
+        them; (0, 0) when none waits. O(window starts waiting), not O(series).
+
+        ``until_ms``: how far past it the clock will be once it reaches that event time
+        (the last event of the next call), counting the oldest open window as waiting.
+
+        >>> from app.events.model import SearchEvent
+        >>> config = EngineConfig(window_ms=60_000, grace_ms=0, close_budget_per_call=2)
+        >>> engine = Engine(config=config)
+        >>> t0 = 1_700_000_040_000  # a window start
+        >>> _ = engine.process([SearchEvent(t0, f"K-{i}") for i in range(5)])
+        >>> engine.closes_waiting(), engine.closes_waiting(until_ms=t0 + 90_000)
+        ((0, 0), (0, 30000))
+        >>> _ = engine.process([SearchEvent(t0 + 90_000, "K-0")], close_budget=0)
+        >>> engine.closes_waiting()  # 5 SKUs and the shop's total; 30 s past their end
+        (6, 30000)
+        """
+        time = self._time
+        if time.now == NO_CLOCK:
+            return 0, 0
+        count, oldest = self._closer.waiting(time.frontier)
+        clock = time.now if until_ms is None else max(time.now, until_ms)
+        if oldest is None:
+            if until_ms is None:
+                return 0, 0
+            oldest = time.frontier  # the oldest window that can be open
+        return count, max(0, clock - oldest - self.config.window_ms)
+
+    def catch_up(self, close_budget: int | None = None) -> StepResult:
         """Close one budget's worth of the windows the clock passed; the clock stays.
 
         >>> from app.events.model import SearchEvent
@@ -165,7 +195,7 @@ class Engine:
         [2, 2, 2]
         """
         result = self._take_carry()
-        self._close_due(result)
+        self._close_due(result, self._close_limit(close_budget))
         result.touched_skus -= result.expired_skus
         return result
 
@@ -173,7 +203,13 @@ class Engine:
         """SKUs with state, sorted."""
         return sorted(self._skus)
 
-    def process(self, events: Sequence[ShopEvent], now_ms: int | None = None) -> StepResult:
+    def process(
+        self,
+        events: Sequence[ShopEvent],
+        now_ms: int | None = None,
+        *,
+        close_budget: int | None = None,
+    ) -> StepResult:
         """Count a batch of events, close due windows, run the live check, decide.
 
         A batch whose events fall in more than one slice of event time
@@ -191,6 +227,11 @@ class Engine:
         now_ms
             Decision clock stamped as ``Trigger.decided_at`` (wall time in the service);
             ``None`` stamps the event clock (replay).
+        close_budget
+            Window-closing work this call may do, in the units of
+            ``EngineConfig.close_budget_per_call`` and at most that budget (``None``: that
+            budget), per slice of event time. The worker paces a busy boundary with it
+            (``app.streaming.pacing``).
 
         Examples
         --------
@@ -202,15 +243,18 @@ class Engine:
         >>> engine.process(batch).counted  # seconds 0-25: five slices of 6 s, one call each
         6
         """
+        budget = self._close_limit(close_budget)
         cuts = _slice_cuts(events, self._slice_ms)
         if not cuts:
-            return self._process_slice(events, now_ms)
-        result = self._process_slice(events[: cuts[0]], now_ms)
+            return self._process_slice(events, now_ms, budget)
+        result = self._process_slice(events[: cuts[0]], now_ms, budget)
         for begin, end in itertools.pairwise([*cuts, len(events)]):
-            result.merge(self._process_slice(events[begin:end], now_ms))
+            result.merge(self._process_slice(events[begin:end], now_ms, budget))
         return result
 
-    def _process_slice(self, events: Sequence[ShopEvent], now_ms: int | None) -> StepResult:
+    def _process_slice(
+        self, events: Sequence[ShopEvent], now_ms: int | None, budget: int = -1
+    ) -> StepResult:
         """:meth:`process` for events of one slice of event time (or judged as one)."""
         result = self._take_carry()
         length, grace = self.config.window_ms, self.config.grace_ms
@@ -299,7 +343,10 @@ class Engine:
                 self._new_state(sku, failures[0].category, failures[0].ts)
             result.touched_skus.add(sku)
 
-        self._close_due(result)
+        self._close_due(result, budget)
+        if self._closer.pending(frontier):  # the budget left windows waiting: the checks'
+            for sku, index in sorted({(sku, index) for sku, index, _ in touched}):
+                self._closer.close_read(sku, index, result)  # close what they read first
         decided_at = now_ms if now_ms is not None else clock
         for sku in sorted(stockouts):
             self._decide.stockout(sku, skus[sku], stockouts[sku], decided_at, result)
@@ -730,6 +777,12 @@ class Engine:
             if series.live is not None:
                 whole.live = pickle.loads(pickle.dumps(series.live))
                 self._closer.reschedule(whole, (sku, ALL_REGIONS, index))
+
+    def _close_limit(self, close_budget: int | None) -> int:
+        """A call's close budget: the config's, or less (-1: the config's)."""
+        if close_budget is None:
+            return -1
+        return max(0, min(close_budget, self.config.close_budget_per_call))
 
     def _close_due(self, result: StepResult, limit: int | None = -1) -> None:
         """Close the windows the frontier passed (:meth:`WindowCloser.close_due`), then

@@ -295,6 +295,16 @@ class DueWindows:
             heaps = self._refs[start]
             yield heapq.heappop(heaps[0] or heaps[1])
 
+    def first_before(self, frontier: int) -> int | None:
+        """The oldest window start with refs scheduled before ``frontier`` (None: none).
+
+        >>> due = DueWindows(); due.schedule(300, "a"); due.schedule(600, "b")
+        >>> due.first_before(300), due.first_before(301), due.first_before(10_000)
+        (None, 300, 300)
+        """
+        start = self._head()
+        return start if start is not None and start < frontier else None
+
     def any_before(self, frontier: int) -> bool:
         """Whether a ref is scheduled before ``frontier``.
 
@@ -304,6 +314,21 @@ class DueWindows:
         """
         start = self._head()
         return start is not None and start < frontier
+
+    def count_before(self, frontier: int) -> int:
+        """How many refs are scheduled before ``frontier`` (O(window starts)).
+
+        >>> due = DueWindows()
+        >>> for start, ref in ((300, "a"), (300, "b"), (600, "c")):
+        ...     due.schedule(start, ref)
+        >>> due.count_before(600), due.count_before(601)
+        (2, 3)
+        """
+        return sum(
+            len(first) + len(last or ())
+            for start, (first, last) in self._refs.items()
+            if start < frontier
+        )
 
     def _head(self) -> int | None:
         """The oldest window start with refs left (emptied windows are dropped first)."""

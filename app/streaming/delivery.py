@@ -5,9 +5,9 @@ guarantees differ: what the app is built with, a new consumer generation, one ha
 batch (its messages, its state), a commit, the final commit of a stop. See
 ``docs/STREAMING.md`` for why each is built this way.
 
-- :class:`AtLeastOnce`: outputs go to the shared producer; a batch's triggers and
-  forecasts are confirmed before the state that records them goes to the table (a crash
-  can send a decision twice, never lose one); Faust commits the offsets.
+- :class:`AtLeastOnce`: outputs go to the shared producer; triggers and forecasts sent
+  so far are confirmed before any state goes to the table (a crash can send a decision
+  twice, never lose one); Faust commits the offsets.
 - :class:`ExactlyOnce`: one transactional producer per input partition
   (:mod:`app.streaming.transactions`); a batch's outputs, its state (as changelog records)
   and its input offsets commit in the partition's transaction.
@@ -75,18 +75,38 @@ class Delivery:
 class AtLeastOnce(Delivery):
     """Outputs confirmed before the state that records them; Faust commits the offsets."""
 
+    def __init__(self, worker: SurgeWorker) -> None:
+        super().__init__(worker)
+        #: Sends of triggers and forecast records not confirmed yet.
+        self._unconfirmed: list[asyncio.Future[Any]] = []
+
     async def deliver(self, partition: int, outcome: BatchOutcome) -> None:
         worker = self.worker
         pending = await worker.publisher.publish(outcome.messages)
         if outcome.triggers or outcome.forecasts:
-            # The state about to be written records these decisions: make them durable
-            # first, so a crash can re-send a decision but never lose one.
-            await asyncio.gather(*pending)
+            self._unconfirmed.extend(pending)
+        if outcome.state_writes or outcome.state_deletes:
+            # The state about to be written may record decisions and closed windows sent
+            # by this or earlier batches: make them durable first, so a crash can re-send
+            # one but never lose one. (Waiting at every batch that sent any made each
+            # batch after a busy window boundary wait for the broker in turn.) Offsets
+            # commit only up to the oldest change not written, so until then a crash
+            # replays the batches that sent them.
+            await self._confirm()
         table = worker.table
         for key, blob in outcome.state_writes.items():
             table[key] = blob
         for key in outcome.state_deletes:
             table.pop(key, None)
+
+    async def _confirm(self) -> None:
+        """Wait until every trigger and forecast record sent so far is acknowledged."""
+        if self._unconfirmed:
+            pending, self._unconfirmed = self._unconfirmed, []
+            await asyncio.gather(*pending)
+
+    async def start_generation(self, partitions: set[int]) -> None:
+        await self._confirm()
 
     async def commit(self) -> None:
         if await self.worker.app.consumer.commit():
@@ -99,6 +119,7 @@ class AtLeastOnce(Delivery):
         consumer = worker.app.consumer
         if not isinstance(consumer, BatchConsumer) or not worker.in_current_generation():
             return
+        await self._confirm()
         for partition, blobs in worker.processor.write_all().items():
             for key, blob in blobs.items():
                 worker.table.send_changelog(partition, key, blob)

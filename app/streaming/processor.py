@@ -33,6 +33,7 @@ from app.events import (
 )
 from app.events.codec import iso_ms
 from app.streaming.merge import Entry, PartitionMerge
+from app.streaming.pacing import ClosePacer, default_drain_seconds
 from app.streaming.records import RecordBatch, partition_for
 from app.streaming.rekey import rekey_topic_name, unwrap, wrap
 from app.streaming.state import (
@@ -263,6 +264,11 @@ class BatchProcessor:
         self.calendar = Calendar()
         self.calendar_ready: Callable[[], bool] = lambda: True
         self._planner_config = FirstTierConfig(pre_warm_lead_hours=settings.pre_warm_lead_hours)
+        drain = settings.close_drain_seconds
+        if drain is None:
+            drain = default_drain_seconds(settings.window_seconds)
+        #: Closes of a busy boundary paced over wall time (None: the engine's budget only).
+        self.pacer = ClosePacer(drain) if drain > 0 else None
 
     def runtime(self, partition: int) -> PartitionRuntime:
         """An input partition's engine, merge, planner and write bookkeeping (created on
@@ -323,6 +329,26 @@ class BatchProcessor:
         """
         runtime = self._partitions.get(partition)
         return runtime is not None and runtime.engine.closing
+
+    def _close_budget(
+        self, pacer: ClosePacer, engine: Engine, now: int, until: int | None
+    ) -> int | None:
+        """The closes a partition's next call may do: paced while its backlog is younger
+        than twice the drain time in event time too (counting the call's own events); all
+        the engine's budget allows once the event clock runs further (a backlog being
+        caught up, where closes deferred by wall time would leave the forecasts, and the
+        baselines the decisions use, behind the events)."""
+        waiting = 0
+        behind = 0
+        for runtime in self._partitions.values():
+            if runtime.engine is engine:
+                count, behind = engine.closes_waiting(until)
+            else:
+                count, _ = runtime.engine.closes_waiting()
+            waiting += count
+        if behind > pacer.catch_up_ms:
+            return None
+        return pacer.grant(now, waiting)
 
     def committable(self, partition: int) -> dict[str, int]:
         """Per input topic of the partition: the offset up to which all was applied and
@@ -532,7 +558,9 @@ class BatchProcessor:
             metrics.EVENTS_CONSUMED.labels(signal.value).inc(count)
         return entries
 
-    def _step(self, partition: int, now: int, outcome: BatchOutcome) -> None:
+    def _step(
+        self, partition: int, now: int, outcome: BatchOutcome, *, paced: bool = False
+    ) -> None:
         """Release what the partition's merge allows to its engine; plan; collect output."""
         runtime = self.runtime(partition)
         merge = runtime.merge
@@ -545,12 +573,20 @@ class BatchProcessor:
             metrics.MERGE_FORCED_RELEASES.inc(merge.forced)
             merge.forced = 0
         engine = runtime.engine
-        if released:
-            result = engine.process([event for _, _, event in released], now_ms=now)
-        elif engine.closing:  # a tick on a quiet partition: the next deferred windows
-            result = engine.catch_up()
+        pacer = self.pacer
+        budget = None
+        events = [event for _, _, event in released]
+        if pacer is not None and (events or engine.closing):
+            until = max((event.ts for event in events), default=None)
+            budget = self._close_budget(pacer, engine, now, until)
+        if events:
+            result = engine.process(events, now_ms=now, close_budget=budget)
+        elif engine.closing:  # a tick, or the merge held the batch back: deferred windows
+            result = engine.catch_up(budget)
         else:
             result = StepResult()
+        if pacer is not None and budget is not None:
+            pacer.spent(result.windows_closed)
         applied = self._applied
         last_offset: dict[tuple[str, str], int] = {}
         rekey_topic, origins = self.rekey_topic, self._rekey_origin

@@ -33,9 +33,21 @@ class FakeEngine:
         self.closed: dict[str, list[str]] = defaultdict(list)
         self.process_calls = 0
         self.closing = False  # closes every due window at once
+        self.waiting = (0, 0)
+        self.close_budgets: list[int | None] = []
 
-    def process(self, events: Sequence[ShopEvent], now_ms: int | None = None) -> StepResult:
+    def closes_waiting(self, until_ms: int | None = None) -> tuple[int, int]:
+        return self.waiting
+
+    def process(
+        self,
+        events: Sequence[ShopEvent],
+        now_ms: int | None = None,
+        *,
+        close_budget: int | None = None,
+    ) -> StepResult:
         self.process_calls += 1
+        self.close_budgets.append(close_budget)
         result = StepResult()
         touched: set[tuple[str, str]] = set()
         for event in events:

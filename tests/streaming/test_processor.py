@@ -13,6 +13,7 @@ from app.config import Settings
 from app.events import Signal
 from app.metrics import REGISTRY
 from app.streaming import processor as processor_module
+from app.streaming.pacing import CLOSE_BURST, CLOSE_CHUNK
 from app.streaming.processor import BatchProcessor, home_partition
 from app.streaming.records import RecordBatch
 from app.streaming.state import StoredState, shared_key, sign_state, verify_state
@@ -435,3 +436,74 @@ def test_a_sku_forgotten_after_its_retention_publishes_its_last_forecast_and_its
     assert record.forecast > 0
     published = [orjson.loads(m.value) for m in outcome.messages if m.topic == "out.forecasts"]
     assert any(body["sku"] == "A" and body["actual"] == 0 for body in published)
+
+
+def _boundary(handler: BatchProcessor, clock: FakeClock, skus: int) -> tuple[int, list[int]]:
+    """A cart add for each of ``skus`` SKUs in one minute, then one SKU's cart adds every
+    100 ms of the next (wall clock and event clock together, as live): the forecasts of the
+    first minute's windows each batch publishes."""
+    minute = 60_000
+    start = T0 - T0 % minute + minute  # the first full window
+    clock.now_ms = start + minute - 1_000
+    first = [
+        (n, f"S{n:04d}".encode(), orjson.dumps({"ts": start + n, "sku": f"S{n:04d}"}))
+        for n in range(skus)
+    ]
+    handler.handle(batch_of(CART, 0, first))
+    published: list[int] = []
+    for step in range(1, 121):  # 12 s of the next window
+        now = start + minute + 2_000 + step * 100  # past the grace of the conftest settings
+        clock.now_ms = now
+        record = (skus + step, b"S0000", orjson.dumps({"ts": now, "sku": "S0000"}))
+        outcome = handler.handle(batch_of(CART, 0, [record]))
+        published.append(sum(1 for r in outcome.forecasts if r.window_start == start))
+    return start, published
+
+
+def _real(settings: Settings, clock: FakeClock, drain: float) -> BatchProcessor:
+    """A processor with the real engine and a drain time."""
+    return BatchProcessor(settings.model_copy(update={"close_drain_seconds": drain}), clock=clock)
+
+
+def test_a_busy_window_boundary_is_closed_in_paced_chunks_and_every_window_publishes(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """The worker spreads a boundary's closes over wall time (app/streaming/pacing.py):
+    no batch closes more than a burst, the closes come in chunks, none is lost."""
+    _, published = _boundary(_real(settings, clock, 10.0), clock, 1_500)
+    assert sum(published) == 1_500  # every SKU's window, within 12 s
+    assert max(published) <= CLOSE_BURST
+    chunks = [count for count in published if count]
+    assert len(chunks) >= 1_500 // CLOSE_BURST
+    assert all(count >= CLOSE_CHUNK - 10 for count in chunks[1:-1])  # no trickle
+    # Without pacing the first batch past the boundary closes them all at once.
+    clock.now_ms = T0
+    _, unpaced = _boundary(_real(settings, clock, 0.0), clock, 1_500)
+    assert unpaced[0] == 1_500
+
+
+def test_a_backlog_being_caught_up_is_not_paced_by_the_wall_clock(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """When a call's events run past a boundary by more than the drain time of event
+    time (a backlog read at full speed), its closes are not paced: the forecasts, and the
+    baselines the decisions use, keep up with the events however little wall time
+    passes. A call just past the boundary (live) is paced."""
+
+    def first_call_closes(seconds_past: int) -> int:
+        handler = _real(settings, clock, 10.0)
+        minute = 60_000
+        start = T0 - T0 % minute + minute
+        clock.now_ms = start  # the wall clock stands still
+        first = [
+            (n, f"S{n:04d}".encode(), orjson.dumps({"ts": start + n, "sku": f"S{n:04d}"}))
+            for n in range(1_000)
+        ]
+        handler.handle(batch_of(CART, 0, first))
+        ts = start + minute + seconds_past * 1_000
+        record = (1_000, b"S0000", orjson.dumps({"ts": ts, "sku": "S0000"}))
+        outcome = handler.handle(batch_of(CART, 0, [record]))
+        return sum(1 for r in outcome.forecasts if r.window_start == start)
+
+    assert first_call_closes(30) == 1_000
+    assert first_call_closes(1) <= CLOSE_BURST

@@ -121,6 +121,9 @@ BAD: dict[str, st.SearchStrategy[str]] = {
     "pre_warm_lead_hours": positive(),
     "window_seconds": whole(1),
     "grace_seconds": whole(0),
+    "close_drain_seconds": st.floats(max_value=-1e-6, allow_nan=False).map(repr)
+    | LETTERS
+    | st.sampled_from(["nan", "inf", "", "1,5"]),
     "max_future_seconds": whole(0),
     "policy_file": EMPTY,
     "calendar_file": EMPTY,

@@ -200,3 +200,49 @@ def test_a_backlog_fetched_in_one_batch_is_judged_as_if_it_came_in_slices() -> N
     assert ("A", "search_surge", start + 30 * window) in small
     backlog = triggers([log[: 20 * 4], log[20 * 4 :]])  # the second: 3 h 20 min at once
     assert backlog == small
+
+
+def test_windows_left_waiting_by_the_budget_close_before_a_check_reads_them() -> None:
+    """A call that may close nothing (the worker's pacing, or a spent budget) still closes
+    the windows its checks read, so it decides exactly what an engine that closed the
+    whole boundary decides: the same triggers, forecasts and quantities."""
+    window = 5 * MINUTE
+    start = T0 - T0 % window + window
+
+    def windows() -> list[list[ShopEvent]]:
+        out = []
+        for w in range(30):
+            batch: list[ShopEvent] = []
+            for n in range(20):  # steady cart adds of 20 SKUs, 3 shoppers each a window
+                batch += [
+                    CartAddEvent(
+                        start + w * window + n * 1_000 + k, f"K{n:02d}", qty=1, user=f"u{k}"
+                    )
+                    for k in range(3)
+                ]
+            if w == 25:  # one of them surges: 30 shoppers
+                batch += [
+                    CartAddEvent(
+                        start + w * window + 40_000 + k * 1_000, "K07", qty=1, user=f"s{k}"
+                    )
+                    for k in range(30)
+                ]
+            out.append(sorted(batch, key=lambda event: event.ts))
+        return out
+
+    def decisions(budget: int | None) -> tuple[list[tuple[object, ...]], int]:
+        engine = Engine(Policy.default(), EngineConfig(window_ms=window, grace_ms=0))
+        found: list[tuple[object, ...]] = []
+        forecasts = 0
+        for batch in windows():
+            result = engine.process(batch, close_budget=budget)
+            forecasts += len(result.forecasts)
+            found += [
+                (t.sku, t.reason.value, t.window_start, t.observed, t.forecast, t.quantity)
+                for t in result.triggers
+            ]
+        return found, forecasts
+
+    whole, closed = decisions(None)
+    assert [(sku, reason) for sku, reason, *_ in whole] == [("K07", "cart_surge")]
+    assert decisions(0) == (whole, closed)
