@@ -13,8 +13,9 @@ rate is set from the backlog, so a boundary's closes drain over ``drain_seconds`
 quarter of a window, at most 30 s, by default) while the events keep their pace, and
 each batch closes at most ``burst`` windows (a few milliseconds). A window waiting to
 be closed changes no decision: its events already count in the live spans, and the
-frontier sends late events to the late count either way; only its forecast record and
-its model update come later.
+series a live check reads close before it whatever the budget
+(``WindowCloser.close_read``); only the other series' forecast records and model updates
+come later.
 """
 
 from __future__ import annotations
