@@ -194,6 +194,18 @@ MERGE_HELD_EVENTS = Gauge(
     " with unread records is behind).",
     registry=REGISTRY,
 )
+WINDOW_CLOSES_WAITING = Gauge(
+    "surge_window_closes_waiting",
+    "Series windows the event clock passed that wait to be closed: a busy window boundary"
+    " being drained at the paced rate (SURGE_CLOSE_DRAIN_SECONDS); not set with pacing off.",
+    registry=REGISTRY,
+)
+WINDOW_CLOSE_RATE = Gauge(
+    "surge_window_close_rate",
+    "Window closes per second the worker allows now: the backlog spread over the drain"
+    " time, at least the floor; not set with pacing off.",
+    registry=REGISTRY,
+)
 REKEYED_EVENTS = Counter(
     "surge_rekeyed_events_total",
     "Valid input events that arrived on another partition than their SKU's (keyed by"

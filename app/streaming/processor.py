@@ -346,9 +346,12 @@ class BatchProcessor:
             else:
                 count, _ = runtime.engine.closes_waiting()
             waiting += count
+        metrics.WINDOW_CLOSES_WAITING.set(waiting)
         if behind > pacer.catch_up_ms:
             return None
-        return pacer.grant(now, waiting)
+        granted = pacer.grant(now, waiting)
+        metrics.WINDOW_CLOSE_RATE.set(pacer.rate)
+        return granted
 
     def committable(self, partition: int) -> dict[str, int]:
         """Per input topic of the partition: the offset up to which all was applied and

@@ -438,10 +438,12 @@ def test_a_sku_forgotten_after_its_retention_publishes_its_last_forecast_and_its
     assert any(body["sku"] == "A" and body["actual"] == 0 for body in published)
 
 
-def _boundary(handler: BatchProcessor, clock: FakeClock, skus: int) -> tuple[int, list[int]]:
+def _boundary(
+    handler: BatchProcessor, clock: FakeClock, skus: int, waiting: list[float] | None = None
+) -> tuple[int, list[int]]:
     """A cart add for each of ``skus`` SKUs in one minute, then one SKU's cart adds every
     100 ms of the next (wall clock and event clock together, as live): the forecasts of the
-    first minute's windows each batch publishes."""
+    first minute's windows each batch publishes (and the closes-waiting gauge after it)."""
     minute = 60_000
     start = T0 - T0 % minute + minute  # the first full window
     clock.now_ms = start + minute - 1_000
@@ -457,6 +459,8 @@ def _boundary(handler: BatchProcessor, clock: FakeClock, skus: int) -> tuple[int
         record = (skus + step, b"S0000", orjson.dumps({"ts": now, "sku": "S0000"}))
         outcome = handler.handle(batch_of(CART, 0, [record]))
         published.append(sum(1 for r in outcome.forecasts if r.window_start == start))
+        if waiting is not None:
+            waiting.append(metric("surge_window_closes_waiting"))
     return start, published
 
 
@@ -470,8 +474,12 @@ def test_a_busy_window_boundary_is_closed_in_paced_chunks_and_every_window_publi
 ) -> None:
     """The worker spreads a boundary's closes over wall time (app/streaming/pacing.py):
     no batch closes more than a burst, the closes come in chunks, none is lost."""
-    _, published = _boundary(_real(settings, clock, 10.0), clock, 1_500)
+    waiting: list[float] = []
+    _, published = _boundary(_real(settings, clock, 10.0), clock, 1_500, waiting)
     assert sum(published) == 1_500  # every SKU's window, within 12 s
+    # what an operator sees: the backlog on the gauge, drained to nothing
+    assert max(waiting) >= 1_000 and waiting[-1] == 0
+    assert metric("surge_window_close_rate") >= 2_000
     assert max(published) <= CLOSE_BURST
     chunks = [count for count in published if count]
     assert len(chunks) >= 1_500 // CLOSE_BURST
