@@ -312,8 +312,7 @@ class DueWindows:
         >>> due.any_before(300), due.any_before(301)
         (False, True)
         """
-        start = self._head()
-        return start is not None and start < frontier
+        return self.first_before(frontier) is not None
 
     def count_before(self, frontier: int) -> int:
         """How many refs are scheduled before ``frontier`` (O(window starts)).

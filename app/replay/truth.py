@@ -494,28 +494,6 @@ def score_stockouts(
     }
 
 
-@dataclass(frozen=True, slots=True)
-class _Figures:
-    lost_in_surges: int
-    result: SimResult
-
-
-def _simulate_through(
-    lines: Mapping[int, Sequence[int]],
-    *,
-    periods: int,
-    terms: SupplyTerms,
-    review: DailyOrderUpTo,
-    orders: Sequence[PlacedOrder],
-    spans: Sequence[tuple[int, int]],
-) -> _Figures:
-    """The whole-log result, and lost units inside ``spans`` (periods, end exclusive)."""
-    lost = _lost_within(
-        lines, periods=periods, terms=terms, review=review, orders=orders, spans=spans
-    )
-    return _Figures(lost, simulate(lines, periods, terms, review, orders))
-
-
 def _lost_within(
     lines: Mapping[int, Sequence[int]],
     *,
@@ -621,13 +599,14 @@ def surge_inventory(
             "ordered_by_triggers": sum(order.quantity for order in orders),
         }
         for name, placed in (("daily", ()), ("daily_plus_triggers", orders)):
-            figures = _simulate_through(
+            in_surges = _lost_within(
                 lines, periods=periods, terms=terms, review=daily, orders=placed, spans=spans
             )
-            lost[name] += figures.lost_in_surges
-            totals[name] = totals[name].plus(figures.result)
-            row[f"lost_{name}"] = figures.lost_in_surges
-            row[f"average_on_hand_{name}"] = round(figures.result.average_on_hand, 2)
+            whole = simulate(lines, periods, terms, daily, placed)
+            lost[name] += in_surges
+            totals[name] = totals[name].plus(whole)
+            row[f"lost_{name}"] = in_surges
+            row[f"average_on_hand_{name}"] = round(whole.average_on_hand, 2)
         unreachable = _lost_within(
             lines, periods=periods, terms=terms, review=daily, orders=(), spans=first_lead
         )
