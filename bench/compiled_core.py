@@ -13,9 +13,9 @@ compiles to C extension modules. This benchmark
    round or different decisions);
 2. generates the throughput bench's day-long workload (100k SKUs, 24 h of shop time),
    decodes its first ``--events`` messages (at most 200,000: the default 1M would take
-   minutes a round) and cuts them into 1,000-event batches per topic and partition (the
-   producer's murmur2 rule over the workload's four partitions), as a worker's fetches
-   come;
+   minutes a round) in the batches of ``bench/processor.py`` (1,000 events per topic and
+   partition, the producer's murmur2 rule over the workload's four partitions), as a
+   worker's fetches come;
 3. feeds them to a fresh :class:`app.core.Engine` in a fresh process per round, pure
    and compiled alternating (the machine is shared: the figure is each one's best round
    and the ratio of the bests), and checks both made the same triggers (ids and
@@ -47,8 +47,6 @@ NAME = "compiled_core"
 REPO = Path(__file__).resolve().parent.parent
 CORE = REPO / "app" / "core"
 ROUNDS = 3
-BATCH = 1_000
-NOW_MS = 1_764_000_000_000
 
 _BUILD = """
 import sys, time
@@ -113,29 +111,17 @@ def build(directory: Path | None = None) -> tuple[Path, dict[str, Any]]:
 
 
 def batches(events: int) -> list[list[Any]]:
-    """The workload's first ``events`` decoded events in per-partition batches."""
+    """The workload's first ``events`` events, decoded, in the processor benchmark's batches."""
     from app.events.codec import decode_event
-    from app.streaming.records import partition_for
-    from app.traffic.generator import TopicNames, TrafficGenerator
-    from bench.workload import PARTITIONS, plan_for
+    from app.traffic.generator import TopicNames
+    from bench.processor import batches as encoded
 
     topics = TopicNames()
-    plan = plan_for(events, topics, skus=100_000, now_ms=NOW_MS, shop_hours=24)
     signals = {t: topics.signal_of(t) for t in topics.all()}
-    open_: dict[tuple[str, int], list[Any]] = {}
-    out: list[list[Any]] = []
-    for n, record in enumerate(TrafficGenerator(plan)):
-        if n >= events:
-            break
-        event = decode_event(record.encoded(), signals[record.topic])
-        partition = partition_for(record.key.encode(), PARTITIONS)
-        slot = open_.setdefault((record.topic, partition), [])
-        slot.append(event)
-        if len(slot) >= BATCH:
-            out.append(list(slot))
-            slot.clear()
-    out.extend(s for s in open_.values() if s)
-    return out
+    return [
+        [decode_event(value, signals[topic]) for value in values if value is not None]
+        for topic, _, _, _, values in encoded(events)
+    ]
 
 
 def measure(events: int) -> dict[str, Any]:

@@ -20,6 +20,11 @@ cart adds and orders. On that file, in the same run:
   call is timed; a call is *at a window boundary* when the watermark (largest event time
   minus grace) crosses a window end during it.
 
+``decode only`` is the ratio the replay would reach if the engine cost nothing (the
+reader's rate over the bare loop's); ``engine µs`` is the replay's time per event beyond
+reading, and in brackets what the engine could spend per event and still reach the 0.3
+ratio (:func:`cost_split`).
+
 Then two probes in fresh processes, with every catalogue SKU known: one event for each
 SKU in a first window, then 12 windows (1 h) without events for them (``recent``: their
 one window is still inside the longest live span), then more idle windows until that span
@@ -122,6 +127,28 @@ GOAL_COST_VS_1K = 1.5
 GOAL_BOUNDARY_MS = 50.0
 GOAL_IDLE_BYTES = 1_024
 GOAL_ACTIVE_BYTES = 10_240
+
+
+def cost_split(
+    bare_eps: float, decode_eps: float, replay_eps: float, goal: float = GOAL_RATIO
+) -> dict[str, float]:
+    """Where the replay's time per event goes, and what the ratio goal leaves the engine.
+
+    ``decode_ratio`` is the ratio a replay would reach if the engine cost nothing (its
+    reader alone against the bare loop); ``engine_us`` is the replay's time per event
+    beyond reading; ``engine_budget_us`` is what the engine could spend per event and
+    still meet ``goal`` (negative: reading alone misses it).
+
+    >>> cost_split(1_000_000, 400_000, 20_000)
+    {'decode_ratio': 0.4, 'decode_us': 2.5, 'engine_us': 47.5, 'engine_budget_us': 0.83}
+    """
+    decode_us = 1e6 / decode_eps
+    return {
+        "decode_ratio": round(decode_eps / bare_eps, 4),
+        "decode_us": round(decode_us, 2),
+        "engine_us": round(1e6 / replay_eps - decode_us, 2),
+        "engine_budget_us": round(1e6 / (goal * bare_eps) - decode_us, 2),
+    }
 
 
 def cache_dir() -> Path:
@@ -620,6 +647,8 @@ def measure_size(
         "us_per_event": round(1e6 / replay_eps, 2) if replay_eps else None,
         "probes": probes,
     }
+    if replay_eps and decode.get("eps"):
+        row.update(cost_split(bare["eps"], decode["eps"], replay_eps))
     if not row["finished"]:
         row["why"] = f"did not finish in {limit_s:.0f} s: {done:,} of {events:,} events done"
     timing, memory = probes["timing"], probes["memory"]
@@ -682,7 +711,9 @@ def run(
         "decode ev/s",
         "replay ev/s",
         "ratio",
+        "decode only",
         "µs/event",
+        "engine µs (0.3 leaves)",
         f"vs {min(sizes):,}",
         "max call ms",
         "max boundary ms",
@@ -701,7 +732,9 @@ def run(
                 _fmt(row["decode"]["eps"]),
                 _fmt(row["replay_eps"]),
                 _fmt(row["ratio"], 3),
+                _fmt(row.get("decode_ratio"), 3),
                 _fmt(row["us_per_event"], 1),
+                f"{_fmt(row.get('engine_us'), 1)} ({_fmt(row.get('engine_budget_us'), 2)})",
                 _fmt(row["cost_vs_smallest"], 2),
                 _fmt(replay.get("max_call_ms"), 1),
                 _fmt(replay.get("max_boundary_ms"), 1),
@@ -743,6 +776,9 @@ def run(
             "bare_eps": row["bare"]["eps"],
             "ratio": row["ratio"],
             "us_per_event": row["us_per_event"],
+            "decode_ratio": row.get("decode_ratio"),
+            "engine_us_per_event": row.get("engine_us"),
+            "engine_budget_us_for_goal": row.get("engine_budget_us"),
             "cost_vs_smallest": row["cost_vs_smallest"],
             "max_call_ms": row["replay"].get("max_call_ms"),
             "max_boundary_ms": row["replay"].get("max_boundary_ms"),

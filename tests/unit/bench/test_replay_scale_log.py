@@ -12,6 +12,7 @@ from app.replay.readers import LogReader
 from bench.replay_scale import (
     DAYS,
     START_MS,
+    cost_split,
     ensure_log,
     sku_name,
     sku_number,
@@ -42,3 +43,14 @@ def test_log_is_cached_and_deterministic(tmp_path: Path) -> None:
     other, _ = ensure_log(2_000, 1_000, tmp_path / "b")
     assert again == first
     assert other.read_bytes() == first.read_bytes()
+
+
+def test_cost_split_says_what_the_ratio_goal_leaves_the_engine() -> None:
+    # 2026-12-06 on this machine class: bare 1.33M, decode 496k, replay 18.2k events/s
+    split = cost_split(1_326_609, 495_765, 18_185)
+    assert split["decode_ratio"] == 0.3737  # the ceiling with an engine that cost nothing
+    assert split["decode_us"] == 2.02
+    assert split["engine_us"] == 52.97  # 54.99 µs per event in all, 2.02 of it reading
+    assert split["engine_budget_us"] == 0.5  # 0.3 leaves the engine half a microsecond
+    # A reader slower than the goal leaves the engine nothing (a negative budget).
+    assert cost_split(1_000_000, 250_000, 20_000)["engine_budget_us"] == -0.67
