@@ -34,8 +34,13 @@ from array import array
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from app.core.units import DAY_MS, WEEK_MS
 from app.replay.runner import NO_CATEGORY, ReplayOutcome
+
+Floats = npt.NDArray[np.float64]
 
 MAX_DAY_LAG = 288
 MAX_WEEK_LAG = 168
@@ -165,6 +170,57 @@ class AccuracyTracker:
         actuals[window % size] = actual
         series.last = window
 
+    def add_run(self, key: Hashable, first: int, forecasts: Floats, actuals: Floats) -> None:
+        """:meth:`add` of windows ``first``, ``first + 1``, ... of a series not seen before.
+
+        The same figures to the last bit as one :meth:`add` a window: every error is
+        computed by the same operations, and every sum takes them one at a time, in
+        window order (``np.add.accumulate``), not by a pairwise sum.
+
+        >>> one, run = AccuracyTracker.for_window(3_600_000), AccuracyTracker.for_window(3_600_000)
+        >>> f, a = [0.1 * k for k in range(40)], [float(k % 3) for k in range(40)]
+        >>> for k in range(40):
+        ...     one.add("s", 5 + k, f[k], a[k])
+        >>> run.add_run("s", 5, np.array(f), np.array(a))
+        >>> one.summary() == run.summary() and one.engine_abs == run.engine_abs
+        True
+        """
+        if key in self._series:
+            raise ValueError(f"series {key!r} has windows already")
+        n = len(actuals)
+        if n == 0:
+            return
+        errors = np.abs(forecasts - actuals)
+        self.engine_abs = _sum_after(self.engine_abs, errors)
+        self.actual_sum = _sum_after(self.actual_sum, actuals)
+        self.forecast_sum = _sum_after(self.forecast_sum, forecasts)
+        self.windows += n
+        for name, lag in self.lags.items():
+            if lag < n:
+                now = actuals[lag:]
+                self._count_run(name, errors[lag:], np.abs(actuals[:-lag] - now), now)
+        ma = self.ma_windows
+        if ma < n:
+            total = np.zeros(n - ma)
+            for lag in range(1, ma + 1):  # added in the order add() adds them
+                total += actuals[ma - lag : n - lag]
+            now = actuals[ma:]
+            self._count_run(MOVING_AVERAGE, errors[ma:], np.abs(total / ma - now), now)
+        size = self.memory
+        ring = array("d", [math.nan] * size)
+        for window in range(max(first, first + n - size), first + n):
+            ring[window % size] = float(actuals[window - first])
+        self._series[key] = _Series(first=first, last=first + n - 1, actuals=ring)
+
+    def _count_run(self, name: str, engine: Floats, baseline: Floats, actual: Floats) -> None:
+        sums = self.baselines[name]
+        sums.engine_abs = _sum_after(sums.engine_abs, engine)
+        sums.baseline_abs = _sum_after(sums.baseline_abs, baseline)
+        sums.engine_sq = _sum_after(sums.engine_sq, engine * engine)
+        sums.baseline_sq = _sum_after(sums.baseline_sq, baseline * baseline)
+        sums.actual = _sum_after(sums.actual, actual)
+        sums.windows += len(actual)
+
     def _count(self, name: str, engine_error: float, baseline_error: float, actual: float) -> None:
         sums = self.baselines[name]
         sums.engine_abs += engine_error
@@ -214,6 +270,16 @@ class AccuracyTracker:
         }
 
 
+def _sum_after(start: float, values: Floats) -> float:
+    """``start`` plus each of ``values`` in turn, as a loop of ``+=`` would round it."""
+    if not len(values):
+        return start
+    steps = np.empty(len(values) + 1)
+    steps[0] = start
+    steps[1:] = values
+    return float(np.add.accumulate(steps)[-1])
+
+
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -235,6 +301,48 @@ class ForecastAccuracy:
     category_series: dict[str, dict[int, CategoryWindow]]
 
 
+class _CategoryWalk:
+    """One category's windows summed over its SKUs' walks, in the order SKUs come.
+
+    Each window's sums take the SKUs' values one SKU at a time (the same roundings as
+    adding to each window's cell in turn), and :meth:`fill` makes the cells in the order
+    the walks first reached them.
+    """
+
+    def __init__(self) -> None:
+        self.lo = self.hi = 0
+        self.forecast: Floats = np.zeros(0)
+        self.actual: Floats = np.zeros(0)
+        self.reached = np.zeros(0, dtype=bool)
+        self.order: list[int] = []
+
+    def add(self, first: int, forecasts: Floats, actuals: Floats) -> None:
+        stop = first + len(forecasts)
+        if not self.order:
+            self.lo = self.hi = first
+        if first < self.lo or stop > self.hi:  # widen (rare: most walks reach the log's end)
+            lo, hi = min(self.lo, first), max(self.hi, stop)
+            at = slice(self.lo - lo, self.hi - lo)
+            for name in ("forecast", "actual", "reached"):
+                old = getattr(self, name)
+                wide = np.zeros(hi - lo, dtype=old.dtype)
+                wide[at] = old
+                setattr(self, name, wide)
+            self.lo, self.hi = lo, hi
+        at = slice(first - self.lo, stop - self.lo)
+        self.forecast[at] += forecasts
+        self.actual[at] += actuals
+        self.order.extend((np.flatnonzero(~self.reached[at]) + first).tolist())
+        self.reached[at] = True
+
+    def fill(self, cells: dict[int, CategoryWindow]) -> None:
+        lo, forecast, actual = self.lo, self.forecast.tolist(), self.actual.tolist()
+        for window in self.order:
+            cells[window] = CategoryWindow(
+                forecast=forecast[window - lo], actual=actual[window - lo]
+            )
+
+
 def evaluate_forecasts(outcome: ReplayOutcome) -> ForecastAccuracy:
     """Accuracy at SKU and category level for one replay (see the module docstring)."""
     window_ms = outcome.window_ms
@@ -245,6 +353,7 @@ def evaluate_forecasts(outcome: ReplayOutcome) -> ForecastAccuracy:
         return ForecastAccuracy(sku_tracker, category_tracker, categories)
     end = outcome.last_ts // window_ms
     memory = sku_tracker.memory
+    walks: dict[str, _CategoryWalk] = {}
     for sku in sorted(set(outcome.sku_orders) | set(outcome.order_lines)):
         series = outcome.sku_orders.get(sku)
         units = {w: float(sum(q)) for w, q in outcome.order_lines.get(sku, {}).items()}
@@ -254,16 +363,21 @@ def evaluate_forecasts(outcome: ReplayOutcome) -> ForecastAccuracy:
             starts.append(series.first)
             lasts.append(series.first + len(series.forecast) - 1)
         first, last_activity = min(starts), max(lasts)
-        cells = categories.setdefault(outcome.sku_category.get(sku, NO_CATEGORY), {})
-        for window in range(first, min(end, last_activity + memory) + 1):
-            forecast = series.at(window)[0] if series is not None else 0.0
-            actual = units.get(window, 0.0)
-            sku_tracker.add(sku, window, forecast, actual)
-            cell = cells.get(window)
-            if cell is None:
-                cell = cells[window] = CategoryWindow()
-            cell.forecast += forecast
-            cell.actual += actual
+        name = outcome.sku_category.get(sku, NO_CATEGORY)
+        categories.setdefault(name, {})
+        stop = min(end, last_activity + memory)
+        if stop < first:
+            continue
+        windows = stop - first + 1
+        forecasts = series.forecasts(first, windows) if series is not None else np.zeros(windows)
+        actuals = np.zeros(windows)
+        for window, paid in units.items():
+            if first <= window <= stop:
+                actuals[window - first] = paid
+        sku_tracker.add_run(sku, first, forecasts, actuals)
+        walks.setdefault(name, _CategoryWalk()).add(first, forecasts, actuals)
+    for name, walk in walks.items():
+        walk.fill(categories[name])
     for name, leading in outcome.category_leading.items():
         cells = categories.setdefault(name, {})
         for window, (searches, cart_adds) in leading.items():

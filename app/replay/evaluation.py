@@ -32,6 +32,8 @@ import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from app.core.triggers import SURGE_REASONS
 from app.core.units import DAY_MS, HOUR_MS
 from app.events import Tier, Trigger, TriggerReason
@@ -158,18 +160,21 @@ def _order_up_to_levels(
     >>> [round(level, 2) for level in _order_up_to_levels(series, 10, 3, 2, 0.0)]
     [1.0, 4.0, 3.0]
     """
-    forecasts = [
-        max(0.0, series.at(first_window + period)[0]) if series is not None else 0.0
-        for period in range(periods)
-    ]
-    levels = []
-    running = 0.0
-    for period, forecast in enumerate(forecasts):
-        running += forecast
-        if period >= cover:
-            running -= forecasts[period - cover]
-        expected = max(0.0, running)
-        levels.append(expected + safety_z * math.sqrt(expected))
+    forecasts = series.forecasts(first_window, periods) if series is not None else np.zeros(periods)
+    forecasts = np.where(forecasts > 0.0, forecasts, 0.0)
+    # The running sum of the last ``cover`` forecasts, added and taken off one at a time in
+    # the order a loop would (the same roundings): +f[p], then -f[p - cover] from ``cover`` on.
+    steps = np.empty(periods + max(0, periods - cover))
+    head = min(cover, periods)
+    steps[:head] = forecasts[:head]
+    steps[head::2] = forecasts[head:]
+    steps[head + 1 :: 2] = -forecasts[: periods - head]
+    running = np.add.accumulate(steps)
+    ends = np.arange(periods)
+    ends[head:] = head + 2 * (ends[head:] - head) + 1
+    expected = running[ends] if periods else running
+    expected = np.where(expected > 0.0, expected, 0.0)
+    levels: list[float] = (expected + safety_z * np.sqrt(expected)).tolist()
     return levels
 
 

@@ -25,10 +25,14 @@ arguments; the doctests below are hand-checkable.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +230,11 @@ def simulate(
 
     ``on_hand_trace``, when given, gets the end-of-period stock of every period appended.
 
+    Only the periods where something can happen are stepped through: demand, an arrival,
+    an order placed, or a review that could order (:func:`_next_review`). In the periods
+    between, stock stands still and is added up in one step, so a SKU that sells a few
+    times over weeks of 5-minute windows costs its events, not its windows.
+
     >>> daily = DailyReorder(periods_per_day=2)
     >>> r = simulate({0: [1], 1: [2], 2: [2], 3: [1]}, 4, SupplyTerms(3, 1), daily)
     >>> r.orders_placed, r.units_ordered, r.stockout_events, r.lost_units, r.on_hand_sum
@@ -240,29 +249,69 @@ def simulate(
     [2, 0, 0, 2]
     """
     arrivals: dict[int, int] = {}
+    due: list[int] = []  # a heap of the periods in ``arrivals``
     placed_by_period: dict[int, list[PlacedOrder]] = {}
     for order in placed_orders:
-        placed_by_period.setdefault(order.placed, []).append(order)
+        if 0 <= order.placed < periods:
+            placed_by_period.setdefault(order.placed, []).append(order)
+    demand_periods = sorted(p for p in demand if 0 <= p < periods)
+    placed_periods = sorted(placed_by_period)
+    history: list[int] = [0] * periods
+    for p in demand_periods:
+        history[p] = sum(demand[p])
+    levels = _levels_of(review)
+    # The rules here read only the history before ``period``; any other gets exactly that.
+    known = isinstance(review, (*_DAILY_RULES, ReorderPoint, OrderUpTo))
     on_hand = terms.start_stock
     on_order = 0
-    history: list[int] = []
     demand_units = served = lost = stockouts = orders = ordered = 0
     on_hand_sum = 0
-    for period in range(periods):
+    next_demand = next_placed = 0  # indexes into demand_periods and placed_periods
+    period = -1
+    while True:
+        # The next period where something can happen, after ``period``.
+        upcoming = periods
+        if next_demand < len(demand_periods):
+            upcoming = demand_periods[next_demand]
+        if next_placed < len(placed_periods):
+            upcoming = min(upcoming, placed_periods[next_placed])
+        if due:
+            upcoming = min(upcoming, due[0])
+        if review is not None:
+            upcoming = _next_review(
+                review, levels, period, upcoming, on_hand=on_hand, on_order=on_order
+            )
+        idle = upcoming - period - 1
+        if idle > 0:  # nothing moves in these periods
+            on_hand_sum += on_hand * idle
+            if on_hand_trace is not None:
+                on_hand_trace.extend([on_hand] * idle)
+        if upcoming >= periods:
+            break
+        period = upcoming
+        while due and due[0] <= period:
+            heapq.heappop(due)
         landed = arrivals.pop(period, 0)
         on_hand += landed
         on_order -= landed
-        for order in placed_by_period.pop(period, ()):
-            orders += 1
-            ordered += order.quantity
-            if order.arrives <= period:
-                on_hand += order.quantity
-            else:
-                on_order += order.quantity
-                arrivals[order.arrives] = arrivals.get(order.arrives, 0) + order.quantity
+        if next_placed < len(placed_periods) and placed_periods[next_placed] == period:
+            next_placed += 1
+            for order in placed_by_period[period]:
+                orders += 1
+                ordered += order.quantity
+                if order.arrives <= period:
+                    on_hand += order.quantity
+                else:
+                    on_order += order.quantity
+                    if order.arrives not in arrivals:
+                        heapq.heappush(due, order.arrives)
+                    arrivals[order.arrives] = arrivals.get(order.arrives, 0) + order.quantity
         if review is not None:
             quantity = round_to_pack(
-                review.order_quantity(period, on_hand, on_order, history), terms.pack_size
+                review.order_quantity(
+                    period, on_hand, on_order, history if known else history[:period]
+                ),
+                terms.pack_size,
             )
             if quantity > 0:
                 orders += 1
@@ -271,21 +320,22 @@ def simulate(
                     on_hand += quantity
                 else:
                     on_order += quantity
-                    due = period + terms.lead_periods
-                    arrivals[due] = arrivals.get(due, 0) + quantity
-        period_units = 0
-        for line in demand.get(period, ()):
-            period_units += line
-            if on_hand >= line:
-                on_hand -= line
-                served += line
-            else:
-                stockouts += 1
-                served += on_hand
-                lost += line - on_hand
-                on_hand = 0
-        demand_units += period_units
-        history.append(period_units)
+                    arrives = period + terms.lead_periods
+                    if arrives not in arrivals:
+                        heapq.heappush(due, arrives)
+                    arrivals[arrives] = arrivals.get(arrives, 0) + quantity
+        if next_demand < len(demand_periods) and demand_periods[next_demand] == period:
+            next_demand += 1
+            for line in demand[period]:
+                if on_hand >= line:
+                    on_hand -= line
+                    served += line
+                else:
+                    stockouts += 1
+                    served += on_hand
+                    lost += line - on_hand
+                    on_hand = 0
+            demand_units += history[period]
         on_hand_sum += on_hand
         if on_hand_trace is not None:
             on_hand_trace.append(on_hand)
@@ -299,3 +349,60 @@ def simulate(
         on_hand_sum=on_hand_sum,
         periods=periods,
     )
+
+
+_DAILY_RULES = (DailyReorder, DailyOrderUpTo)
+
+
+def _levels_of(review: ReviewRule | None) -> npt.NDArray[np.float64] | None:
+    """An order-up-to rule's levels as an array, to find the next period above a position."""
+    if isinstance(review, OrderUpTo):
+        return np.asarray(review.levels, dtype=np.float64)
+    return None
+
+
+def _next_review(
+    review: ReviewRule,
+    levels: npt.NDArray[np.float64] | None,
+    after: int,
+    before: int,
+    *,
+    on_hand: int,
+    on_order: int,
+) -> int:
+    """The first period in ``(after, before)`` where ``review`` could order, else ``before``.
+
+    Stock on hand and on order stand still until ``before`` (nothing arrives, is placed or
+    is sold before it), and so does the demand history (no sales). A daily rule can only
+    order at its review periods; a reorder point orders in every period while the position
+    is at or below it, and never while it is above; an order-up-to rule orders in the
+    first period whose level is above the position (the same arithmetic as
+    :meth:`OrderUpTo.order_quantity`, on every period of the stretch at once). Any other
+    rule is asked every period.
+
+    >>> daily = DailyReorder(periods_per_day=4, first_review=1)
+    >>> _next_review(daily, None, 1, 100, on_hand=0, on_order=0)
+    5
+    >>> point = ReorderPoint(3, 10)
+    >>> [_next_review(point, None, 7, 100, on_hand=2, on_order=n) for n in (1, 2)]
+    [8, 100]
+    >>> up_to = OrderUpTo(levels=(5.0, 5.0, 5.0, 6.5, 5.0))
+    >>> _next_review(up_to, _levels_of(up_to), 0, 5, on_hand=4, on_order=2)  # 6.5 > 4 + 2
+    3
+    """
+    start = after + 1
+    if start >= before:
+        return before
+    if isinstance(review, _DAILY_RULES):
+        ahead = max(0, start - review.first_review)
+        step = review.periods_per_day
+        return min(before, review.first_review + -(-ahead // step) * step)
+    if isinstance(review, ReorderPoint):
+        return start if on_hand + on_order <= review.reorder_point else before
+    if levels is not None:
+        stop = min(before, len(levels))
+        if start >= stop:
+            return before
+        above = np.flatnonzero((levels[start:stop] - on_hand) - on_order > 0)
+        return start + int(above[0]) if len(above) else before
+    return start

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 import numpy as np
+import numpy.typing as npt
 from tqdm import tqdm
 
 from app.events import ForecastRecord, OrderEvent, OrderStatus, ShopEvent, Signal, Trigger
@@ -116,6 +117,22 @@ class Series:
         if index + windows > have:  # new windows at the end: one extend
             self.forecast.extend(array("f", [share]) * (index + windows - have))
             self.actual.extend(array("f", [0.0]) * (index + windows - have))
+
+    def forecasts(self, first: int, windows: int) -> npt.NDArray[np.float64]:
+        """Forecasts of windows ``first`` .. ``first + windows - 1`` as doubles, 0 where none.
+
+        >>> series = Series(first=3); series.add(3, 1.5, 0.0); series.add(4, 2.0, 0.0)
+        >>> series.forecasts(2, 4).tolist()
+        [0.0, 1.5, 2.0, 0.0]
+        """
+        out = np.zeros(windows)
+        offset = self.first - first
+        known = np.frombuffer(self.forecast, dtype=np.float32)
+        lo, hi = max(0, offset), min(windows, offset + len(known))
+        if lo < hi:
+            out[lo:hi] = known[lo - offset : hi - offset]
+        del known  # (an array whose buffer is exported cannot grow)
+        return out
 
     def at(self, window: int) -> tuple[float, float]:
         index = window - self.first
