@@ -262,6 +262,7 @@ def simulate(
     levels = _levels_of(review)
     # The rules here read only the history before ``period``; any other gets exactly that.
     known = isinstance(review, (*_DAILY_RULES, ReorderPoint, OrderUpTo))
+    seen: list[int] = []
     on_hand = terms.start_stock
     on_order = 0
     demand_units = served = lost = stockouts = orders = ordered = 0
@@ -307,10 +308,10 @@ def simulate(
                         heapq.heappush(due, order.arrives)
                     arrivals[order.arrives] = arrivals.get(order.arrives, 0) + order.quantity
         if review is not None:
+            if not known:  # asked every period: the history so far, grown a period at a time
+                seen.extend(history[len(seen) : period])
             quantity = round_to_pack(
-                review.order_quantity(
-                    period, on_hand, on_order, history if known else history[:period]
-                ),
+                review.order_quantity(period, on_hand, on_order, history if known else seen),
                 terms.pack_size,
             )
             if quantity > 0:
