@@ -114,22 +114,16 @@ def inventory(outcome: Any, supply_for: Any, every_period: bool) -> list[Any]:
 
 def accuracy_by_window(outcome: Any) -> tuple[dict[str, object], dict[str, dict[int, Any]]]:
     """The SKU walk of ``evaluate_forecasts`` one window at a time (the baseline)."""
-    from app.replay.accuracy import AccuracyTracker, CategoryWindow
+    from app.replay.accuracy import AccuracyTracker, CategoryWindow, sku_walk
     from app.replay.runner import NO_CATEGORY
 
     tracker = AccuracyTracker.for_window(outcome.window_ms)
     categories: dict[str, dict[int, Any]] = {}
     end = outcome.last_ts // outcome.window_ms
     for sku in sorted(set(outcome.sku_orders) | set(outcome.order_lines)):
-        series = outcome.sku_orders.get(sku)
-        units = {w: float(sum(q)) for w, q in outcome.order_lines.get(sku, {}).items()}
-        starts = [min(units)] if units else []
-        lasts = [max(units)] if units else []
-        if series is not None:
-            starts.append(series.first)
-            lasts.append(series.first + len(series.forecast) - 1)
+        series, units, first, stop = sku_walk(outcome, sku, end, tracker.memory)
         cells = categories.setdefault(outcome.sku_category.get(sku, NO_CATEGORY), {})
-        for window in range(min(starts), min(end, max(lasts) + tracker.memory) + 1):
+        for window in range(first, stop + 1):
             forecast = series.at(window)[0] if series is not None else 0.0
             actual = units.get(window, 0.0)
             tracker.add(sku, window, forecast, actual)

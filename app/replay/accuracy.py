@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.core.units import DAY_MS, WEEK_MS
-from app.replay.runner import NO_CATEGORY, ReplayOutcome
+from app.replay.runner import NO_CATEGORY, ReplayOutcome, Series
 
 Floats = npt.NDArray[np.float64]
 
@@ -343,6 +343,24 @@ class _CategoryWalk:
             )
 
 
+def sku_walk(
+    outcome: ReplayOutcome, sku: str, end: int, memory: int
+) -> tuple[Series | None, dict[int, float], int, int]:
+    """A SKU's forecast series, paid units per window, and the windows scored for it.
+
+    From its first paid order or forecast to ``memory`` windows after its last one (the
+    baselines' reach), at most to ``end``; ``stop < first`` when there is none.
+    """
+    series = outcome.sku_orders.get(sku)
+    units = {w: float(sum(q)) for w, q in outcome.order_lines.get(sku, {}).items()}
+    starts = [min(units)] if units else []
+    lasts = [max(units)] if units else []
+    if series is not None:
+        starts.append(series.first)
+        lasts.append(series.first + len(series.forecast) - 1)
+    return series, units, min(starts), min(end, max(lasts) + memory)
+
+
 def evaluate_forecasts(outcome: ReplayOutcome) -> ForecastAccuracy:
     """Accuracy at SKU and category level for one replay (see the module docstring)."""
     window_ms = outcome.window_ms
@@ -355,17 +373,9 @@ def evaluate_forecasts(outcome: ReplayOutcome) -> ForecastAccuracy:
     memory = sku_tracker.memory
     walks: dict[str, _CategoryWalk] = {}
     for sku in sorted(set(outcome.sku_orders) | set(outcome.order_lines)):
-        series = outcome.sku_orders.get(sku)
-        units = {w: float(sum(q)) for w, q in outcome.order_lines.get(sku, {}).items()}
-        starts = [min(units)] if units else []
-        lasts = [max(units)] if units else []
-        if series is not None:
-            starts.append(series.first)
-            lasts.append(series.first + len(series.forecast) - 1)
-        first, last_activity = min(starts), max(lasts)
+        series, units, first, stop = sku_walk(outcome, sku, end, memory)
         name = outcome.sku_category.get(sku, NO_CATEGORY)
         categories.setdefault(name, {})
-        stop = min(end, last_activity + memory)
         if stop < first:
             continue
         windows = stop - first + 1
