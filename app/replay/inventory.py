@@ -304,9 +304,7 @@ def simulate(
                     on_hand += order.quantity
                 else:
                     on_order += order.quantity
-                    if order.arrives not in arrivals:
-                        heapq.heappush(due, order.arrives)
-                    arrivals[order.arrives] = arrivals.get(order.arrives, 0) + order.quantity
+                    _schedule(arrivals, due, order.arrives, order.quantity)
         if review is not None:
             if not known:  # asked every period: the history so far, grown a period at a time
                 seen.extend(history[len(seen) : period])
@@ -321,10 +319,7 @@ def simulate(
                     on_hand += quantity
                 else:
                     on_order += quantity
-                    arrives = period + terms.lead_periods
-                    if arrives not in arrivals:
-                        heapq.heappush(due, arrives)
-                    arrivals[arrives] = arrivals.get(arrives, 0) + quantity
+                    _schedule(arrivals, due, period + terms.lead_periods, quantity)
         if next_demand < len(demand_periods) and demand_periods[next_demand] == period:
             next_demand += 1
             for line in demand[period]:
@@ -353,6 +348,13 @@ def simulate(
 
 
 _DAILY_RULES = (DailyReorder, DailyOrderUpTo)
+
+
+def _schedule(arrivals: dict[int, int], due: list[int], period: int, quantity: int) -> None:
+    """Stock arriving in ``period``; ``due`` (a heap) gets each arrival period once."""
+    if period not in arrivals:
+        heapq.heappush(due, period)
+    arrivals[period] = arrivals.get(period, 0) + quantity
 
 
 def _levels_of(review: ReviewRule | None) -> npt.NDArray[np.float64] | None:
